@@ -1,0 +1,1 @@
+"""agentstream: the Python SDK for the agentstream gRPC service."""

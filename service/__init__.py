@@ -1,0 +1,1 @@
+"""agentstream server: runs LLM agents and streams their events over gRPC."""

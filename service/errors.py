@@ -1,0 +1,136 @@
+"""Error classes of the service and the one table that maps each to a gRPC status code.
+
+Codes are canonical gRPC code names (``grpc.StatusCode[code]``), so this module imports neither grpc
+nor openai: the runtime raises these, the servicer turns them into statuses or in-band terminal
+messages, and the SDKs invert the table by ``reason``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+ERROR_DOMAIN = "agentstream.dev"
+"""The ``google.rpc.ErrorInfo.domain`` of every error this service reports."""
+
+
+class AgentStreamError(Exception):
+    """Base of every error the service reports to callers.
+
+    ``field`` names the request field at fault (sent as ``google.rpc.BadRequest``); ``metadata`` is sent
+    as ``google.rpc.ErrorInfo.metadata``.
+    """
+
+    code: ClassVar[str] = "INTERNAL"
+    reason: ClassVar[str] = "INTERNAL"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(AgentStreamError):
+    """A request field is missing, blank, too large or malformed."""
+
+    code = "INVALID_ARGUMENT"
+    reason = "INVALID_ARGUMENT"
+
+
+class AgentNotFound(AgentStreamError):
+    """The requested agent is not configured; metadata lists the known agents."""
+
+    code = "NOT_FOUND"
+    reason = "AGENT_NOT_FOUND"
+
+
+class RunAlreadyExists(AgentStreamError):
+    """A run with the requested run id is already known to the server."""
+
+    code = "ALREADY_EXISTS"
+    reason = "RUN_ALREADY_EXISTS"
+
+
+class TooManyRuns(AgentStreamError):
+    """The server is running as many runs as its limit allows."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "TOO_MANY_RUNS"
+
+
+class ServerDraining(AgentStreamError):
+    """The server is shutting down and accepts no new runs."""
+
+    code = "UNAVAILABLE"
+    reason = "SERVER_DRAINING"
+
+
+class LLMUpstreamError(AgentStreamError):
+    """The LLM endpoint failed (HTTP error, connection error, broken or stalled stream)."""
+
+    code = "UNAVAILABLE"
+    reason = "LLM_UPSTREAM_ERROR"
+
+
+class MaxStepsExceeded(AgentStreamError):
+    """The agent used all its steps without a final answer."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "MAX_STEPS_EXCEEDED"
+
+
+class RunTimedOut(AgentStreamError):
+    """The run exceeded its time limit."""
+
+    code = "DEADLINE_EXCEEDED"
+    reason = "RUN_TIMED_OUT"
+
+
+class RunCancelled(AgentStreamError):
+    """The run was cancelled by its caller or by a server shutdown."""
+
+    code = "CANCELLED"
+    reason = "RUN_CANCELLED"
+
+
+class InternalError(AgentStreamError):
+    """An unexpected failure inside the service."""
+
+    code = "INTERNAL"
+    reason = "INTERNAL"
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """One row of the error table."""
+
+    error: type[AgentStreamError]
+    in_band: bool
+    """True when the error ends a started run in-band (terminal message) rather than as a call status."""
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    @property
+    def reason(self) -> str:
+        return self.error.reason
+
+
+ERROR_TABLE: tuple[ErrorRow, ...] = (
+    ErrorRow(InvalidArgument, in_band=False),
+    ErrorRow(AgentNotFound, in_band=False),
+    ErrorRow(RunAlreadyExists, in_band=False),
+    ErrorRow(TooManyRuns, in_band=False),
+    ErrorRow(ServerDraining, in_band=False),
+    ErrorRow(LLMUpstreamError, in_band=True),
+    ErrorRow(MaxStepsExceeded, in_band=True),
+    ErrorRow(RunTimedOut, in_band=True),
+    ErrorRow(RunCancelled, in_band=True),
+    ErrorRow(InternalError, in_band=True),
+)
+"""Every error the service reports: its class, gRPC code and ErrorInfo reason."""
