@@ -1,0 +1,104 @@
+"""Server settings, read once from the environment (and command-line overrides); no grpc, no openai."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server can be configured with. Environment variable names are in ENV_VARS."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    agents_file: Path | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    model: str = DEFAULT_MODEL
+    max_concurrent_runs: int = 256
+    max_input_bytes: int = 1024 * 1024
+    run_timeout_s: float = 600.0
+    llm_timeout_s: float = 60.0
+    llm_max_retries: int = 2
+    shutdown_grace_s: float = 10.0
+    completed_run_ttl_s: float = 300.0
+    demo_token_delay_s: float = 0.02
+
+    @property
+    def offline(self) -> bool:
+        """True when no LLM endpoint is configured: the embedded demo model answers."""
+        return not self.openai_base_url and not self.openai_api_key
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given non-None fields replaced (command-line flags win over the environment)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the environment; a malformed value raises ValueError naming the variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        known = {f.name for f in fields(cls)}
+        for var, (name, parse) in ENV_VARS.items():
+            assert name in known
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise ValueError(f"environment variable {var}={raw!r} is invalid: {exc}") from None
+        return cls(**values)
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be zero or more seconds")
+    return value
+
+
+ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "AGENTSTREAM_HOST": ("host", str),
+    "AGENTSTREAM_PORT": ("port", _non_negative_int),
+    "AGENTSTREAM_AGENTS": ("agents_file", Path),
+    "OPENAI_BASE_URL": ("openai_base_url", str),
+    "OPENAI_API_KEY": ("openai_api_key", str),
+    "AGENTSTREAM_MODEL": ("model", str),
+    "AGENTSTREAM_MAX_RUNS": ("max_concurrent_runs", _positive_int),
+    "AGENTSTREAM_MAX_INPUT_BYTES": ("max_input_bytes", _positive_int),
+    "AGENTSTREAM_RUN_TIMEOUT": ("run_timeout_s", _positive_float),
+    "AGENTSTREAM_LLM_TIMEOUT": ("llm_timeout_s", _positive_float),
+    "AGENTSTREAM_LLM_MAX_RETRIES": ("llm_max_retries", _non_negative_int),
+    "AGENTSTREAM_SHUTDOWN_GRACE": ("shutdown_grace_s", _non_negative_float),
+    "AGENTSTREAM_COMPLETED_RUN_TTL": ("completed_run_ttl_s", _non_negative_float),
+    "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
+}
+"""Environment variable -> (settings field, parser)."""

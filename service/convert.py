@@ -1,0 +1,153 @@
+"""Domain events <-> protobuf: the only place proto messages are built (exhaustive over event kinds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import assert_never
+
+from google.protobuf import struct_pb2
+
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2 as rpb
+from service.runtime.events import (
+    Action,
+    AgentStep,
+    Chunk,
+    GroupEvent,
+    MemoryAppended,
+    Output,
+    RunEvent,
+    TaskFinished,
+    TaskStarted,
+    TaskStatus,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
+from service.validation import RunRequest
+
+TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
+    TaskStatus.RUNNING: pb.TASK_STATUS_RUNNING,
+    TaskStatus.SUCCEEDED: pb.TASK_STATUS_SUCCEEDED,
+    TaskStatus.FAILED: pb.TASK_STATUS_FAILED,
+    TaskStatus.CANCELLED: pb.TASK_STATUS_CANCELLED,
+    TaskStatus.TIMED_OUT: pb.TASK_STATUS_TIMED_OUT,
+    TaskStatus.INTERRUPTED: pb.TASK_STATUS_INTERRUPTED,
+}
+
+
+def run_request_from_proto(request: rpb.StreamingRunRequest) -> RunRequest:
+    """The raw (unvalidated) run request carried by a StreamingRunRequest."""
+    timeout_s = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
+    return RunRequest(
+        input=request.input,
+        agent=request.agent,
+        streaming_mode=int(request.streaming_mode),
+        session_id=request.session_id,
+        run_id=request.run_id,
+        metadata=dict(request.metadata),
+        timeout_s=timeout_s,
+    )
+
+
+def to_proto(record: RunEvent) -> pb.Message:
+    """The wire Message for one logged event."""
+    event = record.event
+    message = pb.Message(
+        id=f"{record.run_id}:{record.seq}",
+        run_id=record.run_id,
+        session_id=record.session_id,
+        seq=record.seq,
+        category=event.category,
+        topic=event.topic,
+        sender=record.sender,
+        receiver=record.receiver,
+        caller=record.caller,
+        headers=record.headers,
+    )
+    message.timestamp.FromNanoseconds(int(record.timestamp * 1e9))
+    match event:
+        case Chunk():
+            chunk = message.chunk
+            chunk.content = event.content
+            chunk.model = event.model
+            chunk.agent_name = event.agent_name
+            chunk.step = event.step
+            if event.reasoning_content:
+                chunk.reasoning_content = event.reasoning_content
+        case ToolCall():
+            message.tool.actions.extend(_actions(event.actions))
+        case ToolResult():
+            result = message.tool_result
+            result.tool_call_id = event.tool_call_id
+            result.tool_name = event.tool_name
+            result.content = event.content
+            result.is_error = event.is_error
+            result.duration.FromNanoseconds(int(event.duration_s * 1e9))
+            result.agent_name = event.agent_name
+        case AgentStep():
+            step = message.agent
+            step.agent_name = event.agent_name
+            step.step = event.step
+            step.content = event.content
+            step.tool_calls.extend(_actions(event.tool_calls))
+            step.finish_reason = event.finish_reason
+            if event.usage is not None:
+                _fill_usage(step.usage, event.usage)
+        case TaskStarted():
+            message.task.status = pb.TASK_STATUS_RUNNING
+            message.task.agent_name = event.agent_name
+            message.task.input = event.input
+        case TaskFinished():
+            _fill_task_finished(message.task, event)
+        case Output():
+            message.output.content = event.content
+            message.output.agent_name = event.agent_name
+        case GroupEvent():
+            message.group.group_id = event.group_id
+            message.group.members.extend(event.members)
+            message.group.content = event.content
+        case MemoryAppended():
+            message.memory.role = event.role
+            message.memory.content = event.content
+            message.memory.agent_name = event.agent_name
+        case _:
+            assert_never(event)
+    return message
+
+
+def _actions(actions: Iterable[Action]) -> list[pb.ActionModel]:
+    converted = []
+    for action in actions:
+        params = struct_pb2.Struct()
+        params.update(action.params)
+        converted.append(
+            pb.ActionModel(
+                tool_name=action.tool_name,
+                action_name=action.action_name or action.tool_name,
+                tool_call_id=action.tool_call_id,
+                agent_name=action.agent_name,
+                params=params,
+            )
+        )
+    return converted
+
+
+def _fill_usage(target: pb.Usage, usage: Usage) -> None:
+    target.prompt_tokens = usage.prompt_tokens
+    target.completion_tokens = usage.completion_tokens
+    target.total_tokens = usage.total_tokens
+
+
+def _fill_task_finished(task: pb.TaskPayload, event: TaskFinished) -> None:
+    task.status = TASK_STATUS_TO_PROTO[event.status]
+    task.success = event.success
+    task.answer = event.answer
+    task.msg = event.msg
+    task.agent_name = event.agent_name
+    _fill_usage(task.usage, event.usage)
+    task.time_cost.FromNanoseconds(int(event.time_cost_s * 1e9))
+    if event.error is not None:
+        task.error.reason = event.error.reason
+        task.error.code = event.error.code
+        task.error.metadata.update(event.error.metadata)

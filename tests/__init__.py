@@ -1,0 +1,1 @@
+"""agentstream test suite."""

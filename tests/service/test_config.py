@@ -1,0 +1,41 @@
+"""Settings: environment parsing, overrides, offline detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import Settings
+
+
+def test_defaults_are_offline_with_documented_limits() -> None:
+    settings = Settings.from_env({})
+    assert settings.offline
+    assert settings.max_input_bytes == 1024 * 1024
+    assert settings.shutdown_grace_s == 10.0
+
+
+def test_environment_values_are_parsed() -> None:
+    settings = Settings.from_env(
+        {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "AGENTSTREAM_MAX_RUNS": "3",
+         "AGENTSTREAM_RUN_TIMEOUT": "2.5", "AGENTSTREAM_AGENTS": "agents.toml"}
+    )
+    assert not settings.offline
+    assert settings.max_concurrent_runs == 3
+    assert settings.run_timeout_s == 2.5
+    assert settings.agents_file == Path("agents.toml")
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("AGENTSTREAM_MAX_RUNS", "0"), ("AGENTSTREAM_MAX_RUNS", "many"), ("AGENTSTREAM_RUN_TIMEOUT", "-1")],
+)
+def test_a_malformed_variable_is_named_in_the_error(var: str, value: str) -> None:
+    with pytest.raises(ValueError, match=var):
+        Settings.from_env({var: value})
+
+
+def test_overrides_replace_only_given_fields() -> None:
+    settings = Settings.from_env({"AGENTSTREAM_PORT": "7000"}).with_overrides(port=None, host="0.0.0.0")
+    assert (settings.host, settings.port) == ("0.0.0.0", 7000)

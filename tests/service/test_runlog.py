@@ -1,0 +1,99 @@
+"""RunLog: seq assignment, cursors, replay, several readers, slow readers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.runlog import RunLog, RunLogClosed
+from service.runtime.events import Chunk, TaskFinished, TaskStatus
+
+
+def chunk(text: str) -> Chunk:
+    return Chunk(content=text, model="m", agent_name="a", step=1)
+
+
+def terminal() -> TaskFinished:
+    return TaskFinished(status=TaskStatus.SUCCEEDED, success=True, answer="x", msg="ok", agent_name="a")
+
+
+async def collect(log: RunLog, after_seq: int = 0) -> list[int]:
+    return [record.seq async for record in log.follow(after_seq)]
+
+
+async def test_seq_is_assigned_on_append_from_one_without_gaps() -> None:
+    log = RunLog("r1", "s1")
+    seqs = [log.append(chunk(str(i))).seq for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert log.last_seq == 5
+    assert not log.closed
+
+
+async def test_follow_replays_then_follows_live_until_terminal() -> None:
+    log = RunLog("r1")
+    log.append(chunk("a"))
+    reader = asyncio.create_task(collect(log))
+    await asyncio.sleep(0)
+    for text in "bcd":
+        log.append(chunk(text))
+        await asyncio.sleep(0)
+    log.append(terminal())
+    assert await reader == [1, 2, 3, 4, 5]
+
+
+async def test_follow_from_a_position_skips_earlier_events() -> None:
+    log = RunLog("r1")
+    for text in "abc":
+        log.append(chunk(text))
+    log.append(terminal())
+    assert await collect(log, after_seq=2) == [3, 4]
+    assert await collect(log, after_seq=4) == []
+
+
+async def test_several_readers_each_get_every_event_and_a_slow_one_holds_nobody_back() -> None:
+    log = RunLog("r1")
+    fast = asyncio.create_task(collect(log))
+    slow_started = asyncio.Event()
+    release_slow = asyncio.Event()
+
+    async def slow_reader() -> list[int]:
+        seen = []
+        async for record in log.follow():
+            seen.append(record.seq)
+            if record.seq == 1:
+                slow_started.set()
+                await release_slow.wait()
+        return seen
+
+    slow = asyncio.create_task(slow_reader())
+    log.append(chunk("first"))
+    await slow_started.wait()
+    for i in range(100):
+        log.append(chunk(str(i)))
+    log.append(terminal())
+    assert await fast == list(range(1, 103))
+    release_slow.set()
+    assert await slow == list(range(1, 103))
+
+
+async def test_cancelling_one_reader_does_not_disturb_another() -> None:
+    log = RunLog("r1")
+    victim = asyncio.create_task(collect(log))
+    survivor = asyncio.create_task(collect(log))
+    await asyncio.sleep(0)
+    victim.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await victim
+    log.append(chunk("a"))
+    log.append(terminal())
+    assert await survivor == [1, 2]
+
+
+async def test_append_after_terminal_is_refused() -> None:
+    log = RunLog("r1")
+    log.append(terminal())
+    assert log.closed
+    assert log.terminal is not None
+    with pytest.raises(RunLogClosed):
+        log.append(chunk("late"))
