@@ -25,9 +25,7 @@ class AgentStreamError(Exception):
     code: ClassVar[str] = "INTERNAL"
     reason: ClassVar[str] = "INTERNAL"
 
-    def __init__(
-        self, message: str, *, field: str | None = None, metadata: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, field: str | None = None, metadata: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field

@@ -85,6 +85,4 @@ def _check_metadata(metadata: Mapping[str, str]) -> None:
         )
     size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
     if size > MAX_METADATA_BYTES:
-        raise InvalidArgument(
-            f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES} bytes", field="metadata"
-        )
+        raise InvalidArgument(f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES} bytes", field="metadata")

@@ -15,7 +15,9 @@ COMMITTED = ROOT / "clients" / "python" / "agentstream" / "v1"
 def test_generated_python_stubs_match_the_protos(tmp_path: Path) -> None:
     subprocess.run(
         [str(ROOT / ".ci" / "gen_proto.sh"), str(tmp_path)],
-        check=True, capture_output=True, env={**os.environ, "PYTHON": sys.executable},
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     fresh = tmp_path / "agentstream" / "v1"
     generated = sorted(p.name for p in fresh.iterdir() if p.is_file())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 TASK_RESPONSE_TOPIC = "__task_response"
 """The topic of the terminal task response, the last message of every stream."""
@@ -166,17 +166,7 @@ class MemoryAppended:
     agent_name: str
 
 
-Event = Union[
-    Chunk,
-    ToolCall,
-    ToolResult,
-    AgentStep,
-    TaskStarted,
-    TaskFinished,
-    Output,
-    GroupEvent,
-    MemoryAppended,
-]
+Event = Chunk | ToolCall | ToolResult | AgentStep | TaskStarted | TaskFinished | Output | GroupEvent | MemoryAppended
 """Every kind of event a run can produce."""
 
 

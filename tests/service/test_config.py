@@ -18,8 +18,12 @@ def test_defaults_are_offline_with_documented_limits() -> None:
 
 def test_environment_values_are_parsed() -> None:
     settings = Settings.from_env(
-        {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "AGENTSTREAM_MAX_RUNS": "3",
-         "AGENTSTREAM_RUN_TIMEOUT": "2.5", "AGENTSTREAM_AGENTS": "agents.toml"}
+        {
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+            "AGENTSTREAM_MAX_RUNS": "3",
+            "AGENTSTREAM_RUN_TIMEOUT": "2.5",
+            "AGENTSTREAM_AGENTS": "agents.toml",
+        }
     )
     assert not settings.offline
     assert settings.max_concurrent_runs == 3

@@ -5,10 +5,10 @@ from __future__ import annotations
 import typing
 
 import pytest
-from google.protobuf import duration_pb2
-
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
+from google.protobuf import duration_pb2
+
 from service.convert import TASK_STATUS_TO_PROTO, run_request_from_proto, to_proto
 from service.runtime import events as ev
 
@@ -17,21 +17,39 @@ SAMPLES: dict[type, tuple[ev.Event, str]] = {
     ev.Chunk: (ev.Chunk(content="Hel", model="m", agent_name="a", step=1), "chunk"),
     ev.ToolCall: (ev.ToolCall(actions=(ACTION,)), "tool"),
     ev.ToolResult: (
-        ev.ToolResult(tool_call_id="call_1", tool_name="calculator", content="3", is_error=False,
-                      duration_s=0.25, agent_name="a"),
+        ev.ToolResult(
+            tool_call_id="call_1",
+            tool_name="calculator",
+            content="3",
+            is_error=False,
+            duration_s=0.25,
+            agent_name="a",
+        ),
         "tool_result",
     ),
     ev.AgentStep: (
-        ev.AgentStep(agent_name="a", step=1, content="", tool_calls=(ACTION,), finish_reason="tool_calls",
-                     usage=ev.Usage(1, 2, 3)),
+        ev.AgentStep(
+            agent_name="a",
+            step=1,
+            content="",
+            tool_calls=(ACTION,),
+            finish_reason="tool_calls",
+            usage=ev.Usage(1, 2, 3),
+        ),
         "agent",
     ),
     ev.TaskStarted: (ev.TaskStarted(agent_name="a", input="hi"), "task"),
     ev.TaskFinished: (
-        ev.TaskFinished(status=ev.TaskStatus.FAILED, success=False, answer="", msg="boom", agent_name="a",
-                        usage=ev.Usage(1, 2, 3), time_cost_s=1.5,
-                        error=ev.TaskError(reason="LLM_UPSTREAM_ERROR", code="UNAVAILABLE",
-                                           metadata={"http_status": "500"})),
+        ev.TaskFinished(
+            status=ev.TaskStatus.FAILED,
+            success=False,
+            answer="",
+            msg="boom",
+            agent_name="a",
+            usage=ev.Usage(1, 2, 3),
+            time_cost_s=1.5,
+            error=ev.TaskError(reason="LLM_UPSTREAM_ERROR", code="UNAVAILABLE", metadata={"http_status": "500"}),
+        ),
         "task",
     ),
     ev.Output: (ev.Output(content="done", agent_name="a"), "output"),
@@ -47,8 +65,15 @@ def test_every_event_kind_has_a_sample() -> None:
 @pytest.mark.parametrize("kind", list(SAMPLES), ids=lambda k: k.__name__)
 def test_each_event_kind_converts_to_its_payload_with_the_envelope(kind: type) -> None:
     event, payload_case = SAMPLES[kind]
-    record = ev.RunEvent(run_id="r1", seq=7, timestamp=1700000000.5, event=event, session_id="s",
-                         sender="a", headers={"k": "v"})
+    record = ev.RunEvent(
+        run_id="r1",
+        seq=7,
+        timestamp=1700000000.5,
+        event=event,
+        session_id="s",
+        sender="a",
+        headers={"k": "v"},
+    )
     message = to_proto(record)
     assert message.WhichOneof("payload") == payload_case
     assert (message.id, message.run_id, message.session_id, message.seq) == ("r1:7", "r1", "s", 7)
@@ -76,7 +101,10 @@ def test_terminal_task_carries_the_response_fields() -> None:
     assert (task.usage.prompt_tokens, task.usage.completion_tokens, task.usage.total_tokens) == (1, 2, 3)
     assert task.time_cost.ToNanoseconds() == 1_500_000_000
     assert (task.error.reason, task.error.code, dict(task.error.metadata)) == (
-        "LLM_UPSTREAM_ERROR", "UNAVAILABLE", {"http_status": "500"})
+        "LLM_UPSTREAM_ERROR",
+        "UNAVAILABLE",
+        {"http_status": "500"},
+    )
 
 
 def test_every_task_status_maps_to_a_distinct_proto_value() -> None:
@@ -86,8 +114,13 @@ def test_every_task_status_maps_to_a_distinct_proto_value() -> None:
 
 def test_run_request_from_proto_reads_every_field() -> None:
     request = rpb.StreamingRunRequest(
-        input="hi", agent="a", streaming_mode=rpb.STREAMING_MODE_ALL, session_id="s", run_id="r",
-        metadata={"k": "v"}, timeout=duration_pb2.Duration(seconds=2, nanos=500_000_000),
+        input="hi",
+        agent="a",
+        streaming_mode=rpb.STREAMING_MODE_ALL,
+        session_id="s",
+        run_id="r",
+        metadata={"k": "v"},
+        timeout=duration_pb2.Duration(seconds=2, nanos=500_000_000),
     )
     raw = run_request_from_proto(request)
     assert (raw.input, raw.agent, raw.streaming_mode, raw.session_id, raw.run_id) == ("hi", "a", 5, "s", "r")

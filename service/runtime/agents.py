@@ -1,0 +1,122 @@
+"""Agents: their specs, the built-in default agent, and loading them from a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.runtime.builtin_tools import BUILTIN_TOOLS
+from service.runtime.tools import Tool, load_tool
+
+DEFAULT_AGENT_NAME = "assistant"
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful assistant. Use the calculator tool for arithmetic and the current_time tool for "
+    "the date or time; answer concisely."
+)
+_AGENT_KEYS = {"instructions", "model", "tools", "max_steps", "temperature"}
+
+
+class AgentConfigError(ValueError):
+    """The agents file is malformed; the message says where and what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """What an agent is: instructions, model, tools and limits."""
+
+    name: str
+    instructions: str
+    model: str | None = None
+    tools: tuple[Tool, ...] = ()
+    max_steps: int = 10
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCatalog:
+    """The agents a server runs, and the one used when a request names none."""
+
+    agents: dict[str, AgentSpec]
+    default: str
+
+
+def default_agents() -> AgentCatalog:
+    """The built-in catalog: one agent, 'assistant', with the calculator and current_time tools."""
+    assistant = AgentSpec(
+        name=DEFAULT_AGENT_NAME,
+        instructions=DEFAULT_INSTRUCTIONS,
+        tools=(BUILTIN_TOOLS["calculator"], BUILTIN_TOOLS["current_time"]),
+    )
+    return AgentCatalog(agents={assistant.name: assistant}, default=assistant.name)
+
+
+def load_agents(path: Path) -> AgentCatalog:
+    """Load an agents TOML file (see the README's 'Agents file'); raises AgentConfigError on any fault."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise AgentConfigError(f"cannot read agents file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AgentConfigError(f"agents file {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"default", "agents"}
+    if unknown:
+        raise AgentConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; expected 'default', 'agents'")
+    tables = data.get("agents")
+    if not isinstance(tables, dict) or not tables:
+        raise AgentConfigError(f"{path}: define at least one agent as a [agents.NAME] table")
+    agents = {name: _agent(path, name, table) for name, table in tables.items()}
+    default = data.get("default", DEFAULT_AGENT_NAME if DEFAULT_AGENT_NAME in agents else next(iter(agents)))
+    if default not in agents:
+        raise AgentConfigError(f"{path}: default agent {default!r} is not defined; agents: {sorted(agents)}")
+    return AgentCatalog(agents=agents, default=default)
+
+
+def _agent(path: Path, name: str, table: Any) -> AgentSpec:
+    where = f"{path}: [agents.{name}]"
+    if not isinstance(table, dict):
+        raise AgentConfigError(f"{where} must be a table")
+    unknown = set(table) - _AGENT_KEYS
+    if unknown:
+        raise AgentConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_AGENT_KEYS)}")
+    instructions = _typed(where, table, "instructions", str, "")
+    model = _typed(where, table, "model", str, None)
+    max_steps = _typed(where, table, "max_steps", int, 10)
+    if max_steps < 1:
+        raise AgentConfigError(f"{where}: max_steps must be at least 1, got {max_steps}")
+    temperature = table.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, int | float)):
+        raise AgentConfigError(f"{where}: temperature must be a number")
+    names = _typed(where, table, "tools", list, [])
+    tools = tuple(_tool(where, entry) for entry in names)
+    if len({t.name for t in tools}) != len(tools):
+        raise AgentConfigError(f"{where}: a tool is listed twice")
+    return AgentSpec(
+        name=name,
+        instructions=instructions,
+        model=model,
+        tools=tools,
+        max_steps=max_steps,
+        temperature=None if temperature is None else float(temperature),
+    )
+
+
+def _typed(where: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = table.get(key, default)
+    if value is not default and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise AgentConfigError(f"{where}: {key} must be of type {kind.__name__}")
+    return value
+
+
+def _tool(where: str, entry: Any) -> Tool:
+    if not isinstance(entry, str):
+        raise AgentConfigError(f"{where}: tools must be strings (built-in names or 'module:function')")
+    if entry in BUILTIN_TOOLS:
+        return BUILTIN_TOOLS[entry]
+    if ":" not in entry:
+        raise AgentConfigError(f"{where}: unknown tool {entry!r}; built-ins are {sorted(BUILTIN_TOOLS)}")
+    try:
+        return load_tool(entry)
+    except ValueError as exc:
+        raise AgentConfigError(f"{where}: {exc}") from None

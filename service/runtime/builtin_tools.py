@@ -1,0 +1,75 @@
+"""The built-in tools: calculator (arithmetic by parsing, never eval) and current_time."""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import operator
+import zoneinfo
+from collections.abc import Callable
+
+from service.runtime.tools import Tool, tool_from_function
+
+_BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[float], float]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+MAX_EXPRESSION_LENGTH = 1000
+MAX_EXPONENT = 1000
+MAX_MAGNITUDE = 10**100
+
+
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression with + - * / // % ** and parentheses, e.g. "12 * (3 + 4)"."""
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise ValueError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"not an arithmetic expression: {expression!r}") from None
+    value = _evaluate(tree.body)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return str(value)
+
+
+def _evaluate(node: ast.expr) -> float:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
+            raise ValueError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
+        if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
+            raise ValueError("division by zero")
+        result = _BINARY[type(node.op)](left, right)
+        if isinstance(result, complex):
+            raise ValueError("the result is not a real number")
+        if abs(result) > MAX_MAGNITUDE:
+            raise ValueError("the result is too large")
+        return result
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    raise ValueError(f"unsupported element in expression: {ast.unparse(node)!r}")
+
+
+def current_time(timezone: str = "UTC") -> str:
+    """The current date and time in ISO 8601 for an IANA time zone such as "Europe/Paris"."""
+    try:
+        zone = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {timezone!r}; use an IANA name such as 'UTC'") from None
+    return datetime.datetime.now(zone).isoformat(timespec="seconds")
+
+
+BUILTIN_TOOLS: dict[str, Tool] = {
+    "calculator": tool_from_function(calculator),
+    "current_time": tool_from_function(current_time),
+}
+"""Tools an agents file can name without an import path."""

@@ -1,0 +1,197 @@
+"""LLM access: the ChatModel protocol and its OpenAI-compatible implementation (the only openai import)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import openai
+
+from service.errors import LLMUpstreamError
+from service.runtime.events import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the model's text (and/or reasoning text)."""
+
+    content: str
+    reasoning: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of one tool call; fragments with the same index make one call."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The model finished its turn."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Token usage of the call, reported at the end of the stream."""
+
+    usage: Usage
+
+
+LLMDelta = TextDelta | ToolCallDelta | Finish | UsageReport
+
+
+class ChatModel(Protocol):
+    """A streaming chat model behind an OpenAI-style messages/tools interface."""
+
+    @property
+    def label(self) -> str:
+        """The model name reported on chunk events."""
+        ...
+
+    def stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        temperature: float | None = None,
+    ) -> AsyncGenerator[LLMDelta, None]:
+        """Stream one model turn; raises LLMUpstreamError on failure; closing it closes the HTTP response."""
+        ...
+
+
+def make_openai_client(
+    base_url: str | None, api_key: str | None, *, timeout_s: float, max_retries: int
+) -> openai.AsyncOpenAI:
+    """An AsyncOpenAI client for any OpenAI-compatible endpoint."""
+    return openai.AsyncOpenAI(
+        base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=max_retries
+    )
+
+
+class OpenAIChatModel:
+    """ChatModel over the openai SDK's streaming chat completions.
+
+    The SDK makes the call (auth, retries, status errors); the body is read as raw SSE lines and parsed
+    with json.loads, which costs a small fraction of the SDK's typed chunk parsing per token.
+    """
+
+    def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
+        self._client = client
+        self._model = model
+
+    @property
+    def label(self) -> str:
+        """The model name."""
+        return self._model
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        temperature: float | None = None,
+    ) -> AsyncGenerator[LLMDelta, None]:
+        """Stream one turn as deltas."""
+        request: dict[str, Any] = {
+            "model": self._model,
+            "messages": list(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            request["tools"] = list(tools)
+        if temperature is not None:
+            request["temperature"] = temperature
+        try:
+            async with self._client.chat.completions.with_streaming_response.create(
+                **request
+            ) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    for delta in _deltas(_parse(data)):
+                        yield delta
+            raise LLMUpstreamError("LLM stream ended without [DONE]: the response was cut off")
+        except openai.APIStatusError as exc:
+            raise LLMUpstreamError(
+                f"LLM endpoint returned HTTP {exc.status_code}: {_error_text(exc)}",
+                metadata={"http_status": str(exc.status_code)},
+            ) from exc
+        except openai.APITimeoutError as exc:
+            raise LLMUpstreamError(f"LLM endpoint timed out: {exc}") from exc
+        except openai.APIConnectionError as exc:
+            raise LLMUpstreamError(f"cannot reach the LLM endpoint: {exc}") from exc
+        except openai.OpenAIError as exc:
+            raise LLMUpstreamError(f"LLM call failed: {exc}") from exc
+        except OSError as exc:
+            raise LLMUpstreamError(f"LLM stream broke: {type(exc).__name__}: {exc}") from exc
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error", {})
+        if isinstance(message, dict):
+            message = message.get("message")
+        if message:
+            return str(message)
+    return exc.message
+
+
+def _parse(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise LLMUpstreamError(f"LLM stream sent malformed JSON: {data[:200]!r}") from exc
+    if not isinstance(payload, dict):
+        raise LLMUpstreamError(f"LLM stream sent an unexpected payload: {data[:200]!r}")
+    error = payload.get("error")
+    if error:
+        message = error.get("message") if isinstance(error, dict) else error
+        raise LLMUpstreamError(f"LLM stream reported an error: {message}")
+    return payload
+
+
+def _deltas(payload: Mapping[str, Any]) -> list[LLMDelta]:
+    deltas: list[LLMDelta] = []
+    for choice in payload.get("choices") or ():
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if content or reasoning:
+            deltas.append(TextDelta(content or "", reasoning or ""))
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            deltas.append(
+                ToolCallDelta(
+                    index=int(call.get("index", 0)),
+                    id=call.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments") or "",
+                )
+            )
+        if choice.get("finish_reason"):
+            deltas.append(Finish(choice["finish_reason"]))
+    usage = payload.get("usage")
+    if usage:
+        deltas.append(
+            UsageReport(
+                Usage(
+                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0),
+                    total_tokens=int(usage.get("total_tokens") or 0),
+                )
+            )
+        )
+    return deltas

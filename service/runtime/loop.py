@@ -1,0 +1,161 @@
+"""The agent loop: LLM turn -> chunks -> tool calls -> tools (concurrently) -> ... -> final output."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import MaxStepsExceeded
+from service.runtime.agents import AgentSpec
+from service.runtime.events import (
+    Action,
+    AgentStep,
+    Chunk,
+    Event,
+    MemoryAppended,
+    Output,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
+from service.runtime.llm import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
+from service.runtime.tools import Tool, openai_tool_spec
+
+
+@dataclass
+class _PendingCall:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+async def run_agent(spec: AgentSpec, user_input: str, model: ChatModel) -> AsyncGenerator[Event, None]:
+    """Run an agent on an input, yielding its events as they happen; the last one is its Output.
+
+    Raises MaxStepsExceeded when max_steps turns pass without a final answer, and lets LLMUpstreamError
+    through. Closing the generator (or cancelling its consumer) closes the LLM stream and cancels tools.
+    """
+    tools = {tool.name: tool for tool in spec.tools}
+    tool_specs = [openai_tool_spec(tool) for tool in spec.tools]
+    messages: list[dict[str, Any]] = []
+    if spec.instructions:
+        messages.append({"role": "system", "content": spec.instructions})
+        yield MemoryAppended(role="system", content=spec.instructions, agent_name=spec.name)
+    messages.append({"role": "user", "content": user_input})
+    yield MemoryAppended(role="user", content=user_input, agent_name=spec.name)
+
+    for step in range(1, spec.max_steps + 1):
+        text: list[str] = []
+        pending: dict[int, _PendingCall] = {}
+        finish_reason = ""
+        usage: Usage | None = None
+        label = model.label
+        async with contextlib.aclosing(model.stream(messages, tool_specs, temperature=spec.temperature)) as deltas:
+            async for delta in deltas:
+                if type(delta) is TextDelta:
+                    text.append(delta.content)
+                    yield Chunk(delta.content, label, spec.name, step, delta.reasoning)
+                elif type(delta) is ToolCallDelta:
+                    call = pending.setdefault(delta.index, _PendingCall())
+                    call.id = call.id or (delta.id or "")
+                    call.name = call.name or (delta.name or "")
+                    call.arguments.append(delta.arguments)
+                elif type(delta) is Finish:
+                    finish_reason = delta.reason
+                elif type(delta) is UsageReport:
+                    usage = delta.usage
+        content = "".join(text)
+        actions, bad_arguments = _actions(spec.name, step, pending)
+        yield AgentStep(spec.name, step, content, actions, finish_reason, usage)
+        assistant: dict[str, Any] = {"role": "assistant", "content": content or None}
+        if actions:
+            assistant["tool_calls"] = [
+                {
+                    "id": a.tool_call_id,
+                    "type": "function",
+                    "function": {"name": a.tool_name, "arguments": "".join(pending[i].arguments)},
+                }
+                for i, a in zip(sorted(pending), actions, strict=True)
+            ]
+        messages.append(assistant)
+        yield MemoryAppended(role="assistant", content=content, agent_name=spec.name)
+        if not actions:
+            yield Output(content=content, agent_name=spec.name)
+            return
+        yield ToolCall(actions=actions)
+        results: dict[str, ToolResult] = {}
+        async with contextlib.aclosing(_run_tools(tools, actions, bad_arguments)) as finished:
+            async for result in finished:
+                results[result.tool_call_id] = result
+                yield result
+        for action in actions:
+            result = results[action.tool_call_id]
+            messages.append({"role": "tool", "tool_call_id": action.tool_call_id, "content": result.content})
+            yield MemoryAppended(role="tool", content=result.content, agent_name=spec.name)
+    raise MaxStepsExceeded(
+        f"agent {spec.name!r} used all {spec.max_steps} steps without a final answer",
+        metadata={"max_steps": str(spec.max_steps)},
+    )
+
+
+def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tuple[tuple[Action, ...], set[str]]:
+    actions = []
+    bad_arguments: set[str] = set()
+    for index in sorted(pending):
+        call = pending[index]
+        call_id = call.id or f"call_{step}_{index}"
+        raw = "".join(call.arguments)
+        try:
+            params = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            params = None
+        if not isinstance(params, dict):
+            bad_arguments.add(call_id)
+            params = {}
+        actions.append(Action(tool_name=call.name, tool_call_id=call_id, agent_name=agent_name, params=params))
+    return tuple(actions), bad_arguments
+
+
+async def _run_tools(
+    tools: dict[str, Tool], actions: tuple[Action, ...], bad_arguments: set[str]
+) -> AsyncGenerator[ToolResult, None]:
+    """Run the calls concurrently, yielding each result as it completes; cancelling cancels them all."""
+    queue: asyncio.Queue[ToolResult] = asyncio.Queue(maxsize=len(actions))
+    async with asyncio.TaskGroup() as group:
+        for action in actions:
+            group.create_task(_run_one(tools, action, action.tool_call_id in bad_arguments, queue))
+        for _ in actions:
+            yield await queue.get()
+
+
+async def _run_one(
+    tools: dict[str, Tool], action: Action, bad_arguments: bool, queue: asyncio.Queue[ToolResult]
+) -> None:
+    started = time.monotonic()
+    tool = tools.get(action.tool_name)
+    is_error = True
+    if tool is None:
+        content = f"unknown tool {action.tool_name!r}; available tools: {', '.join(sorted(tools)) or 'none'}"
+    elif bad_arguments:
+        content = f"the arguments for {action.tool_name} were not a valid JSON object; call it again"
+    else:
+        try:
+            content = await tool.call(action.params)
+            is_error = False
+        except Exception as exc:
+            content = f"{type(exc).__name__}: {exc}"
+    await queue.put(
+        ToolResult(
+            tool_call_id=action.tool_call_id,
+            tool_name=action.tool_name,
+            content=content,
+            is_error=is_error,
+            duration_s=time.monotonic() - started,
+            agent_name=action.agent_name,
+        )
+    )

@@ -1,0 +1,45 @@
+"""Chooses the chat model each agent talks to: an OpenAI-compatible endpoint, or the offline demo model."""
+
+from __future__ import annotations
+
+from service.config import Settings
+from service.runtime.agents import AgentSpec
+from service.runtime.demo import DemoChatModel
+from service.runtime.llm import ChatModel, OpenAIChatModel, make_openai_client
+
+
+class ModelProvider:
+    """Owns the one shared HTTP client (connection pool) and hands each agent its chat model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        if settings.offline:
+            self._client = None
+            self._demo: DemoChatModel | None = DemoChatModel(token_delay_s=settings.demo_token_delay_s)
+        else:
+            self._demo = None
+            self._client = make_openai_client(
+                settings.openai_base_url,
+                settings.openai_api_key,
+                timeout_s=settings.llm_timeout_s,
+                max_retries=settings.llm_max_retries,
+            )
+
+    @property
+    def description(self) -> str:
+        """A log-friendly description of where LLM calls go."""
+        if self._demo is not None:
+            return f"{self._demo.label}: embedded demo model, no LLM endpoint configured"
+        return f"{self._settings.model} at {self._settings.openai_base_url or 'the openai SDK default endpoint'}"
+
+    def model_for(self, agent: AgentSpec) -> ChatModel:
+        """The chat model for an agent (its own model name, else the server default)."""
+        if self._demo is not None:
+            return self._demo
+        assert self._client is not None
+        return OpenAIChatModel(self._client, agent.model or self._settings.model)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            await self._client.close()

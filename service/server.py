@@ -1,0 +1,101 @@
+"""Builds and runs the grpc.aio server: RunnerService, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from agentstream.v1 import runner_service_pb2 as rpb
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.config import Settings
+from service.runs import RunLimits, RunManager
+from service.runtime.agents import AgentCatalog, default_agents, load_agents
+from service.runtime.provider import ModelProvider
+from service.servicer import RunnerServicer
+
+logger = logging.getLogger("agentstream.server")
+
+SERVICE_NAME = rpb.DESCRIPTOR.services_by_name["RunnerService"].full_name
+STREAM_FLUSH_GRACE_S = 2.0
+"""After runs are drained, how long in-flight calls get to deliver their terminal messages."""
+
+
+@dataclass
+class RunningServer:
+    """A started server: its bound port and the parts shutdown needs."""
+
+    server: grpc.aio.Server
+    port: int
+    runs: RunManager
+    health: health.aio.HealthServicer
+    models: ModelProvider
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Graceful stop: NOT_SERVING, refuse new runs, let live runs finish for grace_s, cancel the rest."""
+        logger.info("shutting down: %d live runs, grace %.1fs", self.runs.live_runs, grace_s)
+        await self.health.enter_graceful_shutdown()
+        self.runs.begin_drain()
+        await self.runs.drain(grace_s)
+        await self.server.stop(STREAM_FLUSH_GRACE_S)
+        await self.models.aclose()
+        logger.info("stopped")
+
+
+def load_catalog(settings: Settings) -> AgentCatalog:
+    """The agents to serve: from the agents file when one is set, else the built-in default agent."""
+    return load_agents(settings.agents_file) if settings.agents_file else default_agents()
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    """Start a server on settings.host:settings.port (port 0 picks a free one) and return it running."""
+    catalog = load_catalog(settings)
+    models = ModelProvider(settings)
+    runs = RunManager(
+        catalog.agents,
+        catalog.default,
+        models.model_for,
+        RunLimits(
+            max_concurrent_runs=settings.max_concurrent_runs,
+            run_timeout_s=settings.run_timeout_s,
+            completed_run_ttl_s=settings.completed_run_ttl_s,
+        ),
+    )
+    server = grpc.aio.server()
+    rpb_grpc.add_RunnerServiceServicer_to_server(RunnerServicer(runs, max_input_bytes=settings.max_input_bytes), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    logger.info(
+        "model: %s; agents: %s (default %s)",
+        models.description,
+        ", ".join(sorted(catalog.agents)),
+        catalog.default,
+    )
+    logger.info("listening on %s:%d", settings.host, port)
+    return RunningServer(server, port, runs, health_servicer, models)
+
+
+async def serve(settings: Settings) -> None:
+    """Run a server until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.shutdown(settings.shutdown_grace_s)

@@ -1,0 +1,66 @@
+"""The RunnerService servicer: the only module that touches grpc's ServicerContext."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2 as rpb
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from service.convert import run_request_from_proto, to_proto
+from service.errors import ERROR_DOMAIN, AgentStreamError
+from service.modes import MODE_CATEGORIES, passes
+from service.runs import RunManager
+from service.validation import validate_run_request
+
+logger = logging.getLogger("agentstream.servicer")
+
+
+def status_for(error: AgentStreamError) -> grpc.Status:
+    """The gRPC status, with ErrorInfo (and BadRequest when a field is at fault), for an error."""
+    status = status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message)
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    status.details.add().Pack(info)
+    if error.field:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)]
+        )
+        status.details.add().Pack(bad_request)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
+
+
+class RunnerServicer(rpb_grpc.RunnerServiceServicer):
+    """Adapts RunManager runs to the RunnerService contract."""
+
+    def __init__(self, runs: RunManager, *, max_input_bytes: int) -> None:
+        self._runs = runs
+        self._max_input_bytes = max_input_bytes
+
+    async def StreamingRun(
+        self,
+        request: rpb.StreamingRunRequest,
+        context: grpc.aio.ServicerContext[rpb.StreamingRunRequest, pb.Message],
+    ) -> AsyncIterator[pb.Message]:
+        """Start a run and stream its events, filtered by the request's mode, ending with the terminal one."""
+        try:
+            valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
+            run = self._runs.start(valid)
+        except AgentStreamError as error:
+            logger.info("rejected run: %s %s: %s", error.code, error.reason, error.message)
+            await context.abort_with_status(status_for(error))
+            return
+        categories = MODE_CATEGORIES[valid.mode]
+        try:
+            async for record in run.log.follow():
+                if passes(categories, record):
+                    yield to_proto(record)
+        finally:
+            # A caller that cancels, disconnects or passes its deadline lands here (CancelledError).
+            if not run.done:
+                run.cancel("caller cancelled or disconnected")

@@ -1,0 +1,80 @@
+"""Shared fixtures: a scripted OpenAI-compatible LLM server and real agentstream servers on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
+
+from service.config import Settings
+from service.server import RunningServer, start_server
+from tests.support.fakellm import FakeLLM
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+AGENTS_TOML = """
+default = "assistant"
+
+[agents.assistant]
+instructions = "You are a helpful assistant."
+tools = ["calculator", "current_time"]
+
+[agents.tester]
+instructions = "You test things."
+tools = ["calculator", "tests.support.tools:explode", "tests.support.tools:wait_forever"]
+max_steps = 3
+"""
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeLLM]:
+    """A scripted OpenAI-compatible HTTP server on 127.0.0.1:0."""
+    async with FakeLLM() as llm:
+        yield llm
+
+
+@pytest.fixture
+def agents_file(tmp_path: Path) -> Path:
+    """An agents TOML file with the default assistant and a 'tester' agent with test tools."""
+    path = tmp_path / "agents.toml"
+    path.write_text(AGENTS_TOML)
+    return path
+
+
+@pytest.fixture
+async def start(fake_llm: FakeLLM, agents_file: Path) -> AsyncIterator[StartServer]:
+    """Starts agentstream servers wired to the fake LLM; each is shut down after the test."""
+    servers: list[RunningServer] = []
+
+    async def _start(**overrides: Any) -> RunningServer:
+        settings = Settings(
+            port=0,
+            openai_base_url=fake_llm.base_url,
+            openai_api_key="test-key",
+            agents_file=agents_file,
+            llm_timeout_s=10.0,
+        ).with_overrides(**overrides)
+        server = await start_server(settings)
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        await server.shutdown(0)
+
+
+@pytest.fixture
+async def server(start: StartServer) -> RunningServer:
+    """One agentstream server wired to the fake LLM."""
+    return await start()
+
+
+@pytest.fixture
+async def stub(server: RunningServer) -> AsyncIterator[rpb_grpc.RunnerServiceStub]:
+    """A raw generated stub connected to the server."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield rpb_grpc.RunnerServiceStub(channel)

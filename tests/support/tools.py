@@ -1,0 +1,23 @@
+"""Custom tools used by test agents (loaded by import path, as users' own tools are)."""
+
+from __future__ import annotations
+
+import asyncio
+
+CANCELLED: list[str] = []
+"""Names of wait_forever calls that observed their cancellation."""
+
+
+def explode(reason: str) -> str:
+    """Always fails, with the given reason."""
+    raise RuntimeError(f"exploded: {reason}")
+
+
+async def wait_forever(label: str) -> str:
+    """Never returns on its own; records when it is cancelled."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        CANCELLED.append(label)
+        raise
+    return label
