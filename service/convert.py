@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import assert_never
 
-from agentstream.v1 import message_pb2 as pb
-from agentstream.v1 import runner_service_pb2 as rpb
 from google.protobuf import struct_pb2
 
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2 as rpb
 from service.runtime.events import (
     Action,
     AgentStep,

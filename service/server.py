@@ -8,11 +8,11 @@ import signal
 from dataclasses import dataclass
 
 import grpc
-from agentstream.v1 import runner_service_pb2 as rpb
-from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agentstream.v1 import runner_service_pb2 as rpb
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.config import Settings
 from service.runs import RunLimits, RunManager
 from service.runtime.agents import AgentCatalog, default_agents, load_agents

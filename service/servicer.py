@@ -6,12 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-from agentstream.v1 import message_pb2 as pb
-from agentstream.v1 import runner_service_pb2 as rpb
-from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2 as rpb
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.convert import run_request_from_proto, to_proto
 from service.errors import ERROR_DOMAIN, AgentStreamError
 from service.modes import MODE_CATEGORIES, passes

@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
-from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.config import Settings
 from service.server import RunningServer, start_server
 from tests.support.fakellm import FakeLLM

@@ -111,9 +111,7 @@ class OpenAIChatModel:
         if temperature is not None:
             request["temperature"] = temperature
         try:
-            async with self._client.chat.completions.with_streaming_response.create(
-                **request
-            ) as response:
+            async with self._client.chat.completions.with_streaming_response.create(**request) as response:
                 async for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from agentstream.v1 import message_pb2 as pb
-from agentstream.v1 import runner_service_pb2 as rpb
-from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2 as rpb
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 
 
 def request(input: str = "hello", timeout_s: float | None = None, **fields: Any) -> rpb.StreamingRunRequest:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import typing
 
 import pytest
-from agentstream.v1 import message_pb2 as pb
-from agentstream.v1 import runner_service_pb2 as rpb
 from google.protobuf import duration_pb2
 
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2 as rpb
 from service.convert import TASK_STATUS_TO_PROTO, run_request_from_proto, to_proto
 from service.runtime import events as ev
 

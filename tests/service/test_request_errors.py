@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.errors import InvalidArgument
 from service.server import RunningServer
 from service.validation import RunRequest, validate_run_request

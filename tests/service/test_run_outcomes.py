@@ -6,10 +6,10 @@ import asyncio
 
 import grpc
 import pytest
+
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-
 from service.server import RunningServer
 from tests.conftest import StartServer
 from tests.service.helpers import collect, request, terminal_of

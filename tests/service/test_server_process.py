@@ -12,11 +12,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agentstream.v1 import message_pb2 as pb
-from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.server import RunningServer
 from tests.service.helpers import request, terminal_of
 from tests.service.test_run_outcomes import read_rest

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-
 from service.modes import MODE_CATEGORIES, Mode
 from tests.service.helpers import collect, request, terminal_of
 from tests.support.fakellm import FakeLLM, Text, ToolCalls

@@ -1,0 +1,277 @@
+"""SDK message classes, built from the wire Message (one class per payload kind)."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+
+from agentstream.types import TaskStatus, TopicType
+from agentstream.v1 import message_pb2 as pb
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """LLM token counts."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ActionModel:
+    """One tool call the model asked for."""
+
+    tool_name: str
+    action_name: str
+    tool_call_id: str
+    agent_name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A token delta."""
+
+    content: str
+    model: str
+    agent_name: str
+    step: int
+    reasoning_content: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one tool call."""
+
+    tool_call_id: str
+    tool_name: str
+    content: str
+    is_error: bool
+    duration: float
+    agent_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStep:
+    """A completed agent step."""
+
+    agent_name: str
+    step: int
+    content: str
+    tool_calls: list[ActionModel]
+    finish_reason: str
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """Why a run did not succeed: the error table's reason and gRPC code name."""
+
+    reason: str
+    code: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResponse:
+    """A task status update; on the terminal message, the run's outcome."""
+
+    status: TaskStatus
+    success: bool
+    answer: str
+    msg: str
+    usage: Usage | None
+    time_cost: float
+    error: TaskError | None
+    agent_name: str
+    input: str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """The final output of a run."""
+
+    content: str
+    agent_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A multi-agent group event."""
+
+    group_id: str
+    members: list[str]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """An entry appended to an agent's memory."""
+
+    role: str
+    content: str
+    agent_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One event of a run: the envelope, and a payload whose type depends on the subclass."""
+
+    id: str
+    run_id: str
+    session_id: str
+    seq: int
+    category: str
+    topic: str
+    sender: str
+    receiver: str
+    caller: str
+    timestamp: datetime.datetime
+    headers: dict[str, str]
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMessage(Message):
+    """A partial piece of LLM output; ``payload.content`` holds the text."""
+
+    payload: Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class ToolMessage(Message):
+    """The model asked for tool calls; ``payload`` is a list of ActionModel."""
+
+    payload: list[ActionModel]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultMessage(Message):
+    """A tool call finished; ``payload`` is a ToolResult."""
+
+    payload: ToolResult
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMessage(Message):
+    """A completed agent step; ``payload`` is an AgentStep."""
+
+    payload: AgentStep
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMessage(Message):
+    """A task status update; the terminal one has topic TopicType.TASK_RESPONSE."""
+
+    payload: TaskResponse
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the terminal task response, the last message of a stream."""
+        return self.topic == TopicType.TASK_RESPONSE
+
+
+@dataclass(frozen=True, slots=True)
+class OutputMessage(Message):
+    """The final output of the run; ``payload.content`` holds it."""
+
+    payload: Output
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessage(Message):
+    """A multi-agent group event."""
+
+    payload: Group
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryMessage(Message):
+    """An entry appended to an agent's memory (ALL mode)."""
+
+    payload: Memory
+
+
+def _usage(usage: pb.Usage) -> Usage:
+    return Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+
+
+def _action(action: pb.ActionModel) -> ActionModel:
+    return ActionModel(
+        tool_name=action.tool_name,
+        action_name=action.action_name,
+        tool_call_id=action.tool_call_id,
+        agent_name=action.agent_name,
+        params=json_format.MessageToDict(action.params),
+    )
+
+
+def _task(task: pb.TaskPayload) -> TaskResponse:
+    return TaskResponse(
+        status=TaskStatus(task.status) if task.status in TaskStatus._value2member_map_ else TaskStatus.UNSPECIFIED,
+        success=task.success,
+        answer=task.answer,
+        msg=task.msg,
+        usage=_usage(task.usage) if task.HasField("usage") else None,
+        time_cost=task.time_cost.ToNanoseconds() / 1e9,
+        error=TaskError(task.error.reason, task.error.code, dict(task.error.metadata))
+        if task.HasField("error")
+        else None,
+        agent_name=task.agent_name,
+        input=task.input,
+    )
+
+
+def from_proto(message: pb.Message) -> Message:
+    """The SDK message for a wire Message; an unknown or unset payload gives a base Message with payload None."""
+    envelope = (
+        message.id,
+        message.run_id,
+        message.session_id,
+        message.seq,
+        message.category,
+        message.topic,
+        message.sender,
+        message.receiver,
+        message.caller,
+        message.timestamp.ToDatetime(datetime.UTC),
+        dict(message.headers),
+    )
+    kind = message.WhichOneof("payload")
+    if kind == "chunk":
+        c = message.chunk
+        return ChunkMessage(*envelope, Chunk(c.content, c.model, c.agent_name, c.step, c.reasoning_content))
+    if kind == "tool":
+        return ToolMessage(*envelope, [_action(a) for a in message.tool.actions])
+    if kind == "tool_result":
+        r = message.tool_result
+        result = ToolResult(
+            r.tool_call_id, r.tool_name, r.content, r.is_error, r.duration.ToNanoseconds() / 1e9, r.agent_name
+        )
+        return ToolResultMessage(*envelope, result)
+    if kind == "agent":
+        a = message.agent
+        step = AgentStep(
+            a.agent_name,
+            a.step,
+            a.content,
+            [_action(x) for x in a.tool_calls],
+            a.finish_reason,
+            _usage(a.usage) if a.HasField("usage") else None,
+        )
+        return AgentMessage(*envelope, step)
+    if kind == "task":
+        return TaskMessage(*envelope, _task(message.task))
+    if kind == "output":
+        return OutputMessage(*envelope, Output(message.output.content, message.output.agent_name))
+    if kind == "group":
+        g = message.group
+        return GroupMessage(*envelope, Group(g.group_id, list(g.members), g.content))
+    if kind == "memory":
+        m = message.memory
+        return MemoryMessage(*envelope, Memory(m.role, m.content, m.agent_name))
+    return Message(*envelope, None)

@@ -1,0 +1,67 @@
+"""The seed's API: ``Runners.streaming_run(...)`` iterated directly with ``async for``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+
+from agentstream.client import Client
+from agentstream.messages import Message
+from agentstream.types import StreamingMode
+
+
+@dataclass
+class Task:
+    """A task to run: the input and how to run it."""
+
+    input: str
+    agent: str | None = None
+    streaming_mode: StreamingMode = StreamingMode.CORE
+    session_id: str | None = None
+    run_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+class Runners:
+    """Entry points that open a client for the duration of one streamed run."""
+
+    @staticmethod
+    async def streaming_run(
+        input: str,
+        agent: str | None = None,
+        streaming_mode: StreamingMode = StreamingMode.CORE,
+        *,
+        target: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[Message, None]:
+        """Run an agent on an input and yield its messages as they happen."""
+        async with Client(target) as client:
+            async for message in client.streaming_run(
+                input,
+                agent=agent,
+                streaming_mode=streaming_mode,
+                session_id=session_id,
+                run_id=run_id,
+                metadata=metadata,
+                timeout=timeout,
+            ):
+                yield message
+
+    @staticmethod
+    async def streaming_run_task(task: Task, *, target: str | None = None) -> AsyncGenerator[Message, None]:
+        """Run a Task and yield its messages as they happen."""
+        async for message in Runners.streaming_run(
+            task.input,
+            task.agent,
+            task.streaming_mode,
+            target=target,
+            session_id=task.session_id,
+            run_id=task.run_id,
+            metadata=task.metadata,
+            timeout=task.timeout,
+        ):
+            yield message
