@@ -65,7 +65,7 @@ def to_proto(record: RunEvent) -> pb.Message:
         caller=record.caller,
         headers=record.headers,
     )
-    message.timestamp.FromNanoseconds(int(record.timestamp * 1e9))
+    message.timestamp.FromNanoseconds(record.timestamp_ns)
     match event:
         case Chunk():
             chunk = message.chunk

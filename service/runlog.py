@@ -62,7 +62,7 @@ class RunLog:
         record = RunEvent(
             run_id=self.run_id,
             seq=len(self._events) + 1,
-            timestamp=time.time(),
+            timestamp_ns=time.time_ns(),
             event=event,
             session_id=self.session_id,
             sender=sender,

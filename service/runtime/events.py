@@ -176,7 +176,7 @@ class RunEvent:
 
     run_id: str
     seq: int
-    timestamp: float
+    timestamp_ns: int  # wall-clock time of the append, nanoseconds since the epoch
     event: Event
     session_id: str = ""
     sender: str = ""

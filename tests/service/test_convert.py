@@ -68,7 +68,7 @@ def test_each_event_kind_converts_to_its_payload_with_the_envelope(kind: type) -
     record = ev.RunEvent(
         run_id="r1",
         seq=7,
-        timestamp=1700000000.5,
+        timestamp_ns=1700000000_500000000,
         event=event,
         session_id="s",
         sender="a",
@@ -84,7 +84,7 @@ def test_each_event_kind_converts_to_its_payload_with_the_envelope(kind: type) -
 
 
 def test_tool_call_params_become_a_struct() -> None:
-    message = to_proto(ev.RunEvent(run_id="r", seq=1, timestamp=0.0, event=SAMPLES[ev.ToolCall][0]))
+    message = to_proto(ev.RunEvent(run_id="r", seq=1, timestamp_ns=0, event=SAMPLES[ev.ToolCall][0]))
     (action,) = message.tool.actions
     assert action.tool_name == "calculator"
     assert action.action_name == "calculator"
@@ -93,7 +93,7 @@ def test_tool_call_params_become_a_struct() -> None:
 
 
 def test_terminal_task_carries_the_response_fields() -> None:
-    message = to_proto(ev.RunEvent(run_id="r", seq=9, timestamp=0.0, event=SAMPLES[ev.TaskFinished][0]))
+    message = to_proto(ev.RunEvent(run_id="r", seq=9, timestamp_ns=0, event=SAMPLES[ev.TaskFinished][0]))
     task = message.task
     assert message.topic == "__task_response"
     assert task.status == pb.TASK_STATUS_FAILED

@@ -1,0 +1,72 @@
+"""from_proto: every payload kind becomes its SDK class with the payload's fields."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from agentstream import messages as m
+from agentstream.types import TaskStatus
+from agentstream.v1 import message_pb2 as pb
+from service.convert import to_proto
+from service.runtime import events as ev
+from tests.service.test_convert import SAMPLES
+
+EXPECTED_CLASS = {
+    ev.Chunk: m.ChunkMessage,
+    ev.ToolCall: m.ToolMessage,
+    ev.ToolResult: m.ToolResultMessage,
+    ev.AgentStep: m.AgentMessage,
+    ev.TaskStarted: m.TaskMessage,
+    ev.TaskFinished: m.TaskMessage,
+    ev.Output: m.OutputMessage,
+    ev.GroupEvent: m.GroupMessage,
+    ev.MemoryAppended: m.MemoryMessage,
+}
+
+
+def round_trip(event: ev.Event) -> m.Message:
+    record = ev.RunEvent(
+        run_id="r1", seq=3, timestamp_ns=1700000000_250000000, event=event, session_id="s", headers={"a": "b"}
+    )
+    return m.from_proto(to_proto(record))
+
+
+@pytest.mark.parametrize("kind", list(SAMPLES), ids=lambda k: k.__name__)
+def test_every_server_event_kind_becomes_its_sdk_class(kind: type) -> None:
+    message = round_trip(SAMPLES[kind][0])
+    assert type(message) is EXPECTED_CLASS[kind]
+    assert (message.id, message.run_id, message.session_id, message.seq) == ("r1:3", "r1", "s", 3)
+    assert message.headers == {"a": "b"}
+    assert message.timestamp == datetime.datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=datetime.UTC)
+
+
+def test_tool_message_payload_is_a_list_of_actions_with_dict_params() -> None:
+    message = round_trip(SAMPLES[ev.ToolCall][0])
+    assert isinstance(message, m.ToolMessage)
+    (action,) = message.payload
+    assert (action.tool_name, action.tool_call_id, action.params) == ("calculator", "call_1", {"expression": "1+2"})
+
+
+def test_tool_result_message_is_not_a_tool_message() -> None:
+    message = round_trip(SAMPLES[ev.ToolResult][0])
+    assert not isinstance(message, m.ToolMessage)
+    assert isinstance(message, m.ToolResultMessage)
+    assert (message.payload.content, message.payload.duration) == ("3", 0.25)
+
+
+def test_terminal_task_message_carries_the_outcome() -> None:
+    message = round_trip(SAMPLES[ev.TaskFinished][0])
+    assert isinstance(message, m.TaskMessage)
+    assert message.is_terminal
+    task = message.payload
+    assert (task.status, task.success, task.msg, task.time_cost) == (TaskStatus.FAILED, False, "boom", 1.5)
+    assert task.usage == m.Usage(1, 2, 3)
+    assert task.error == m.TaskError("LLM_UPSTREAM_ERROR", "UNAVAILABLE", {"http_status": "500"})
+
+
+def test_a_message_without_payload_is_a_base_message() -> None:
+    message = m.from_proto(pb.Message(id="x", seq=1, category="future"))
+    assert type(message) is m.Message
+    assert message.payload is None

@@ -1,0 +1,74 @@
+"""The CLI as users run it: `agentstream run` against a live server; exit statuses and --json."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from service.server import RunningServer
+from tests.support.fakellm import FakeLLM, HTTPError, default_responder
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_run_renders_tokens_tool_calls_results_and_the_outcome(fake_llm: FakeLLM, server: RunningServer) -> None:
+    fake_llm.responder = default_responder
+    code, out, err = await cli("run", "What is 12 * (3 + 4)?", "--target", f"127.0.0.1:{server.port}")
+    assert code == 0, err
+    assert '→ calculator({"expression": "12 * (3 + 4)"})' in out
+    assert "← calculator: 84" in out
+    assert "The answer is 84." in out
+    assert "✔ succeeded" in out
+
+
+async def test_run_json_prints_one_object_per_message_ending_with_the_task_response(
+    fake_llm: FakeLLM, server: RunningServer
+) -> None:
+    fake_llm.responder = default_responder
+    code, out, _ = await cli("run", "hello there", "--json", "--mode", "all", "--target", f"127.0.0.1:{server.port}")
+    assert code == 0
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [o["seq"] for o in objects] == list(range(1, len(objects) + 1))
+    assert objects[-1]["topic"] == "__task_response"
+    assert objects[-1]["type"] == "TaskMessage"
+    assert objects[-1]["payload"]["answer"] == "You said: hello there"
+    assert "MemoryMessage" in {o["type"] for o in objects}
+
+
+async def test_a_failed_run_exits_one(fake_llm: FakeLLM, server: RunningServer) -> None:
+    fake_llm.responder = lambda body: HTTPError(500)
+    code, out, _ = await cli("run", "hi", "--target", f"127.0.0.1:{server.port}")
+    assert code == 1
+    assert "FAILED [LLM_UPSTREAM_ERROR]" in out
+
+
+async def test_an_error_status_exits_two_with_the_reason_on_stderr(server: RunningServer) -> None:
+    code, _, err = await cli("run", "hi", "--agent", "ghost", "--target", f"127.0.0.1:{server.port}")
+    assert code == 2
+    assert "NOT_FOUND AGENT_NOT_FOUND" in err
+    assert "known agents: assistant,tester" in err
+
+
+async def test_an_unknown_mode_is_rejected_before_calling() -> None:
+    code, _, err = await cli("run", "hi", "--mode", "loud", "--target", "127.0.0.1:1")
+    assert code == 2
+    assert "--mode must be one of" in err
+
+
+async def test_serve_refuses_to_start_on_a_malformed_setting() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", "serve", "--port", "0",
+        env={"AGENTSTREAM_MAX_RUNS": "none", "PATH": ""},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    assert process.returncode == 1
+    assert "AGENTSTREAM_MAX_RUNS" in out.decode()
