@@ -75,7 +75,15 @@ class Run:
     def start(self, model: ChatModel, on_done: Callable[[Run], None]) -> None:
         """Start executing the run in its own task; on_done is called once the run has ended."""
         self._task = asyncio.create_task(self._execute(model), name=f"run:{self.run_id}")
+        self._task.add_done_callback(lambda _: self._ensure_terminal())
         self._task.add_done_callback(lambda _: on_done(self))
+
+    def _ensure_terminal(self) -> None:
+        # A task cancelled before its first step never enters _execute; its readers still need an end.
+        if not self.log.closed:
+            self.finished_at = time.time()
+            cancelled = RunCancelled(f"run cancelled: {self._cancel_reason}")
+            self.log.append(_failure(TaskStatus.CANCELLED, cancelled, self.agent.name, ""), sender=self.agent.name)
 
     def cancel(self, reason: str) -> None:
         """Stop the run: its LLM call is closed, its tools cancelled, and it ends with status CANCELLED."""

@@ -1,0 +1,72 @@
+"""Run and RunManager without grpc: every run ends with exactly one terminal event, however it ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.errors import AgentNotFound, RunAlreadyExists, ServerDraining, TooManyRuns
+from service.modes import Mode
+from service.runs import RunLimits, RunManager
+from service.runtime.agents import default_agents
+from service.runtime.demo import DemoChatModel
+from service.runtime.events import TaskFinished, TaskStatus
+from service.validation import ValidRunRequest
+
+
+def manager(max_runs: int = 10) -> RunManager:
+    catalog = default_agents()
+    demo = DemoChatModel(token_delay_s=0.01)
+    return RunManager(catalog.agents, catalog.default, lambda agent: demo, RunLimits(max_runs, 60.0, 300.0))
+
+
+def request(run_id: str = "", agent: str = "") -> ValidRunRequest:
+    return ValidRunRequest(
+        input="What is 2 + 2?", agent=agent, mode=Mode.ALL, session_id="", run_id=run_id, metadata={}, timeout_s=None
+    )
+
+
+async def terminals(runs: RunManager, run_id: str) -> list[TaskFinished]:
+    run = runs.get(run_id)
+    assert run is not None
+    return [r.event async for r in run.log.follow() if isinstance(r.event, TaskFinished)]
+
+
+async def test_a_run_cancelled_before_its_first_step_still_ends_with_one_terminal_event() -> None:
+    runs = manager()
+    run = runs.start(request("early"))
+    run.cancel("changed my mind")
+    await run.wait()
+    (terminal,) = await terminals(runs, "early")
+    assert terminal.status == TaskStatus.CANCELLED
+    assert "changed my mind" in terminal.msg
+    assert runs.live_runs == 0
+
+
+async def test_a_run_cancelled_mid_way_ends_cancelled_after_its_earlier_events() -> None:
+    runs = manager()
+    run = runs.start(request("mid"))
+    async for record in run.log.follow():
+        if record.event.category == "chunk":
+            run.cancel("stop")
+            break
+    await run.wait()
+    (terminal,) = await terminals(runs, "mid")
+    assert terminal.status == TaskStatus.CANCELLED
+    assert [r.seq async for r in run.log.follow()] == list(range(1, run.log.last_seq + 1))
+
+
+async def test_admission_errors() -> None:
+    runs = manager(max_runs=1)
+    with pytest.raises(AgentNotFound):
+        runs.start(request(agent="ghost"))
+    first = runs.start(request("one"))
+    with pytest.raises(RunAlreadyExists):
+        runs.start(request("one"))
+    with pytest.raises(TooManyRuns):
+        runs.start(request("two"))
+    runs.begin_drain()
+    with pytest.raises(ServerDraining):
+        runs.start(request("three"))
+    await runs.drain(0)
+    assert first.done
+    assert runs.live_runs == 0
