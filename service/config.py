@@ -28,6 +28,8 @@ class Settings:
     llm_max_retries: int = 2
     shutdown_grace_s: float = 10.0
     completed_run_ttl_s: float = 300.0
+    max_unread_events: int = 10_000
+    chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
 
     @property
@@ -99,6 +101,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_LLM_MAX_RETRIES": ("llm_max_retries", _non_negative_int),
     "AGENTSTREAM_SHUTDOWN_GRACE": ("shutdown_grace_s", _non_negative_float),
     "AGENTSTREAM_COMPLETED_RUN_TTL": ("completed_run_ttl_s", _non_negative_float),
+    "AGENTSTREAM_MAX_UNREAD": ("max_unread_events", _positive_int),
+    "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
 }
 """Environment variable -> (settings field, parser)."""

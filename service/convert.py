@@ -47,6 +47,7 @@ def run_request_from_proto(request: rpb.StreamingRunRequest) -> RunRequest:
         run_id=request.run_id,
         metadata=dict(request.metadata),
         timeout_s=timeout_s,
+        chunk_window_ms=request.chunk_window_ms if request.HasField("chunk_window_ms") else None,
     )
 
 

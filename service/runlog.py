@@ -21,13 +21,41 @@ class RunLog:
     nor another reader: each keeps its own position.
     """
 
-    __slots__ = ("_events", "_waiter", "run_id", "session_id")
+    __slots__ = ("_events", "_max_unread", "_paced_seq", "_pacing", "_waiter", "_writable", "run_id", "session_id")
 
-    def __init__(self, run_id: str, session_id: str = "") -> None:
+    def __init__(self, run_id: str, session_id: str = "", *, max_unread: int = 10_000) -> None:
         self.run_id = run_id
         self.session_id = session_id
         self._events: list[RunEvent] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._max_unread = max_unread
+        self._pacing = False
+        self._paced_seq = 0
+        self._writable: asyncio.Future[None] | None = None
+
+    @property
+    def must_wait(self) -> bool:
+        """True when the pacing reader is more than max_unread events behind: the producer should wait."""
+        return self._pacing and len(self._events) - self._paced_seq > self._max_unread
+
+    async def wait_writable(self) -> None:
+        """Wait until the pacing reader has caught up to half the bound (or has gone)."""
+        while self.must_wait:
+            if self._writable is None:
+                self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+
+    def _reader_advanced(self, seq: int) -> None:
+        self._paced_seq = seq
+        writable = self._writable
+        if writable is not None and len(self._events) - seq <= self._max_unread // 2:
+            self._writable = None
+            if not writable.done():
+                writable.set_result(None)
+
+    def _stop_pacing(self) -> None:
+        self._pacing = False
+        self._reader_advanced(len(self._events))
 
     @property
     def last_seq(self) -> int:
@@ -77,20 +105,34 @@ class RunLog:
                 waiter.set_result(None)
         return record
 
-    async def follow(self, after_seq: int = 0) -> AsyncIterator[RunEvent]:
-        """Yield every event with seq > after_seq in order, waiting for new ones, until the terminal event."""
+    async def follow(self, after_seq: int = 0, *, pace: bool = False) -> AsyncIterator[RunEvent]:
+        """Yield every event with seq > after_seq in order, waiting for new ones, until the terminal event.
+
+        A pacing reader (at most one: the caller that started the run) holds the producer back once it is
+        more than max_unread events behind, so a stalled caller bounds the run's memory instead of the
+        log growing without limit; other readers never hold anything back.
+        """
+        if pace:
+            self._pacing = True
+            self._paced_seq = after_seq
         position = after_seq
         events = self._events
-        while True:
-            while position < len(events):
-                record = events[position]
-                position += 1
-                yield record
-                if record.is_terminal:
+        try:
+            while True:
+                while position < len(events):
+                    record = events[position]
+                    position += 1
+                    yield record
+                    if record.is_terminal:
+                        return
+                    if pace:
+                        self._reader_advanced(position)
+                if self.closed:
                     return
-            if self.closed:
-                return
-            if self._waiter is None:
-                self._waiter = asyncio.get_running_loop().create_future()
-            # Shielded so one cancelled reader does not cancel the future other readers wait on.
-            await asyncio.shield(self._waiter)
+                if self._waiter is None:
+                    self._waiter = asyncio.get_running_loop().create_future()
+                # Shielded so one cancelled reader does not cancel the future other readers wait on.
+                await asyncio.shield(self._waiter)
+        finally:
+            if pace:
+                self._stop_pacing()

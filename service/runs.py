@@ -51,17 +51,29 @@ class RunLimits:
     max_concurrent_runs: int
     run_timeout_s: float
     completed_run_ttl_s: float
+    max_unread_events: int = 10_000
+    chunk_window_ms: int = 0
 
 
 class Run:
     """One run of an agent: its log, and the task that executes the agent into the log."""
 
-    def __init__(self, request: ValidRunRequest, agent: AgentSpec, run_id: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        request: ValidRunRequest,
+        agent: AgentSpec,
+        run_id: str,
+        timeout_s: float,
+        *,
+        max_unread: int = 10_000,
+        chunk_window_ms: int = 0,
+    ) -> None:
+        self.chunk_window_s = chunk_window_ms / 1000
         self.run_id = run_id
         self.request = request
         self.agent = agent
         self.timeout_s = timeout_s
-        self.log = RunLog(run_id, request.session_id)
+        self.log = RunLog(run_id, request.session_id, max_unread=max_unread)
         self.created_at = time.time()
         self.finished_at: float | None = None
         self._cancel_reason = "cancelled"
@@ -109,13 +121,18 @@ class Run:
         terminal: TaskFinished | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
-                async with contextlib.aclosing(run_agent(self.agent, self.request.input, model)) as events:
+                async with contextlib.aclosing(
+                    run_agent(self.agent, self.request.input, model, chunk_window_s=self.chunk_window_s)
+                ) as events:
+                    log = self.log
                     async for event in events:
                         if type(event) is AgentStep and event.usage is not None:
                             usage += event.usage
                         elif type(event) is Output:
                             answer = event.content
-                        self.log.append(event, sender=_sender_of(event, agent_name))
+                        log.append(event, sender=_sender_of(event, agent_name))
+                        if log.must_wait:
+                            await log.wait_writable()
             terminal = TaskFinished(
                 status=TaskStatus.SUCCEEDED,
                 success=True,
@@ -233,7 +250,8 @@ class RunManager:
         timeout_s = self._limits.run_timeout_s
         if request.timeout_s is not None:
             timeout_s = min(timeout_s, request.timeout_s)
-        run = Run(request, agent, run_id, timeout_s)
+        window = self._limits.chunk_window_ms if request.chunk_window_ms is None else request.chunk_window_ms
+        run = Run(request, agent, run_id, timeout_s, max_unread=self._limits.max_unread_events, chunk_window_ms=window)
         self._runs[run_id] = run
         self._live.add(run)
         run.start(self._model_for(agent), on_done=self._on_run_done)

@@ -64,6 +64,8 @@ async def start_server(settings: Settings) -> RunningServer:
             max_concurrent_runs=settings.max_concurrent_runs,
             run_timeout_s=settings.run_timeout_s,
             completed_run_ttl_s=settings.completed_run_ttl_s,
+            max_unread_events=settings.max_unread_events,
+            chunk_window_ms=settings.chunk_window_ms,
         ),
     )
     server = grpc.aio.server()

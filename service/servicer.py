@@ -57,7 +57,7 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
             return
         categories = MODE_CATEGORIES[valid.mode]
         try:
-            async for record in run.log.follow():
+            async for record in run.log.follow(pace=True):
                 if passes(categories, record):
                     yield to_proto(record)
         finally:

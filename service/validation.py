@@ -12,6 +12,7 @@ from service.modes import Mode, mode_from_number
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_BYTES = 16 * 1024
+MAX_CHUNK_WINDOW_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class RunRequest:
     run_id: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
+    chunk_window_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class ValidRunRequest:
     run_id: str
     metadata: Mapping[str, str]
     timeout_s: float | None
+    chunk_window_ms: int | None = None
 
 
 def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidRunRequest:
@@ -67,6 +70,10 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
     _check_metadata(request.metadata)
     if request.timeout_s is not None and not request.timeout_s > 0:
         raise InvalidArgument("timeout must be a positive duration when set", field="timeout")
+    if request.chunk_window_ms is not None and request.chunk_window_ms > MAX_CHUNK_WINDOW_MS:
+        raise InvalidArgument(
+            f"chunk_window_ms is {request.chunk_window_ms}; the limit is {MAX_CHUNK_WINDOW_MS}", field="chunk_window_ms"
+        )
     return ValidRunRequest(
         input=request.input,
         agent=request.agent,
@@ -75,6 +82,7 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
         run_id=request.run_id,
         metadata=dict(request.metadata),
         timeout_s=request.timeout_s,
+        chunk_window_ms=request.chunk_window_ms,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.errors import MaxStepsExceeded
 from service.runtime.agents import AgentSpec
+from service.runtime.coalesce import coalesce
 from service.runtime.events import (
     Action,
     AgentStep,
@@ -34,11 +35,14 @@ class _PendingCall:
     arguments: list[str] = field(default_factory=list)
 
 
-async def run_agent(spec: AgentSpec, user_input: str, model: ChatModel) -> AsyncGenerator[Event, None]:
+async def run_agent(
+    spec: AgentSpec, user_input: str, model: ChatModel, *, chunk_window_s: float = 0.0
+) -> AsyncGenerator[Event, None]:
     """Run an agent on an input, yielding its events as they happen; the last one is its Output.
 
     Raises MaxStepsExceeded when max_steps turns pass without a final answer, and lets LLMUpstreamError
     through. Closing the generator (or cancelling its consumer) closes the LLM stream and cancels tools.
+    With chunk_window_s > 0, text deltas arriving within the window become one Chunk (see coalesce).
     """
     tools = {tool.name: tool for tool in spec.tools}
     tool_specs = [openai_tool_spec(tool) for tool in spec.tools]
@@ -55,7 +59,10 @@ async def run_agent(spec: AgentSpec, user_input: str, model: ChatModel) -> Async
         finish_reason = ""
         usage: Usage | None = None
         label = model.label
-        async with contextlib.aclosing(model.stream(messages, tool_specs, temperature=spec.temperature)) as deltas:
+        async with (
+            contextlib.aclosing(model.stream(messages, tool_specs, temperature=spec.temperature)) as raw,
+            contextlib.aclosing(coalesce(raw, chunk_window_s) if chunk_window_s > 0 else raw) as deltas,
+        ):
             async for delta in deltas:
                 if type(delta) is TextDelta:
                     text.append(delta.content)

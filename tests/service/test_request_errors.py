@@ -103,3 +103,8 @@ def test_validation_accepts_or_names_the_field_at_fault(text: str, mode: int, ru
     else:
         assert valid.input.strip()
         assert 1 <= int(valid.mode) <= 5
+
+
+async def test_a_chunk_window_over_the_limit_is_invalid_argument(stub: rpb_grpc.RunnerServiceStub) -> None:
+    error = await expect_error(stub, request(chunk_window_ms=5000), grpc.StatusCode.INVALID_ARGUMENT)
+    assert error_details(error)[1] == ["chunk_window_ms"]

@@ -97,3 +97,41 @@ async def test_append_after_terminal_is_refused() -> None:
     assert log.terminal is not None
     with pytest.raises(RunLogClosed):
         log.append(chunk("late"))
+
+
+async def test_a_pacing_reader_that_stops_reading_holds_the_producer_back_without_losing_events() -> None:
+    log = RunLog("r1", max_unread=10)
+    reader = log.follow(pace=True)
+    log.append(chunk("first"))
+    first = await anext(reader)
+    produced = 0
+
+    async def produce() -> None:
+        nonlocal produced
+        for i in range(100):
+            log.append(chunk(str(i)))
+            produced += 1
+            if log.must_wait:
+                await log.wait_writable()
+        log.append(terminal())
+
+    producer = asyncio.create_task(produce())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not producer.done()
+    assert produced <= 11, "the producer ran past the bound while the reader was stalled"
+    seqs = [first.seq] + [record.seq async for record in reader]
+    await producer
+    assert seqs == list(range(1, 103))
+
+
+async def test_a_pacing_reader_that_leaves_releases_the_producer() -> None:
+    log = RunLog("r1", max_unread=2)
+    reader = log.follow(pace=True)
+    log.append(chunk("a"))
+    await anext(reader)
+    for text in "bcde":
+        log.append(chunk(text))
+    assert log.must_wait
+    await reader.aclose()
+    assert not log.must_wait

@@ -137,3 +137,17 @@ async def test_the_agents_instructions_and_input_reach_the_llm(
     assert sent["messages"][-1] == {"role": "user", "content": "what time is it?"}
     assert sorted(t["function"]["name"] for t in sent["tools"]) == ["calculator", "current_time"]
     json.dumps(sent)  # the request body is plain JSON
+
+
+async def test_chunk_coalescing_merges_deltas_at_the_source_keeping_seq_gap_free(
+    fake_llm: FakeLLM, stub: rpb_grpc.RunnerServiceStub
+) -> None:
+    tokens = [f"t{i} " for i in range(200)]
+    fake_llm.script(Text(tokens))
+    messages = await collect(stub, request("long answer", streaming_mode=ALL, chunk_window_ms=1000))
+    chunks = [m.chunk.content for m in messages if m.category == "chunk"]
+    assert "".join(chunks) == "".join(tokens)
+    assert chunks[0] == "t0 ", "the first token is never delayed"
+    assert len(chunks) < len(tokens)
+    assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
+    assert terminal_of(messages).answer == "".join(tokens)

@@ -26,7 +26,7 @@ from agentstream.v1 import message_pb2 as agentstream_dot_v1_dot_message__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentstream/v1/runner_service.proto\x12\x0e\x61gentstream.v1\x1a\x1c\x61gentstream/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb0\x02\n\x13StreamingRunRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x35\n\x0estreaming_mode\x18\x03 \x01(\x0e\x32\x1d.agentstream.v1.StreamingMode\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.agentstream.v1.StreamingRunRequest.MetadataEntry\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb6\x01\n\rStreamingMode\x12\x1e\n\x1aSTREAMING_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAMING_MODE_CORE\x10\x01\x12\x18\n\x14STREAMING_MODE_CHUNK\x10\x02\x12\x19\n\x15STREAMING_MODE_OUTPUT\x10\x03\x12\x1f\n\x1bSTREAMING_MODE_CHUNK_OUTPUT\x10\x04\x12\x16\n\x12STREAMING_MODE_ALL\x10\x05\x32_\n\rRunnerService\x12N\n\x0cStreamingRun\x12#.agentstream.v1.StreamingRunRequest\x1a\x17.agentstream.v1.Message0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentstream/v1/runner_service.proto\x12\x0e\x61gentstream.v1\x1a\x1c\x61gentstream/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"\xe2\x02\n\x13StreamingRunRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x35\n\x0estreaming_mode\x18\x03 \x01(\x0e\x32\x1d.agentstream.v1.StreamingMode\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.agentstream.v1.StreamingRunRequest.MetadataEntry\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x0f\x63hunk_window_ms\x18\x08 \x01(\rH\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_chunk_window_ms*\xb6\x01\n\rStreamingMode\x12\x1e\n\x1aSTREAMING_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAMING_MODE_CORE\x10\x01\x12\x18\n\x14STREAMING_MODE_CHUNK\x10\x02\x12\x19\n\x15STREAMING_MODE_OUTPUT\x10\x03\x12\x1f\n\x1bSTREAMING_MODE_CHUNK_OUTPUT\x10\x04\x12\x16\n\x12STREAMING_MODE_ALL\x10\x05\x32_\n\rRunnerService\x12N\n\x0cStreamingRun\x12#.agentstream.v1.StreamingRunRequest\x1a\x17.agentstream.v1.Message0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_STREAMINGMODE']._serialized_start=425
-  _globals['_STREAMINGMODE']._serialized_end=607
+  _globals['_STREAMINGMODE']._serialized_start=475
+  _globals['_STREAMINGMODE']._serialized_end=657
   _globals['_STREAMINGRUNREQUEST']._serialized_start=118
-  _globals['_STREAMINGRUNREQUEST']._serialized_end=422
-  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_start=375
-  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_end=422
-  _globals['_RUNNERSERVICE']._serialized_start=609
-  _globals['_RUNNERSERVICE']._serialized_end=704
+  _globals['_STREAMINGRUNREQUEST']._serialized_end=472
+  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_start=405
+  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_end=452
+  _globals['_RUNNERSERVICE']._serialized_start=659
+  _globals['_RUNNERSERVICE']._serialized_end=754
 # @@protoc_insertion_point(module_scope)

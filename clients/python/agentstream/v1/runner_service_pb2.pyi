@@ -89,6 +89,7 @@ class StreamingRunRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    CHUNK_WINDOW_MS_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     """The user's input to the agent. Required, not blank, at most the server's size limit (1 MiB by default)."""
     agent: _builtins.str
@@ -100,6 +101,12 @@ class StreamingRunRequest(_message.Message):
     run_id: _builtins.str
     """Optional client-chosen run id (1-128 characters of [A-Za-z0-9._:-]); the server makes one when empty.
     A run id already in use fails the call with ALREADY_EXISTS.
+    """
+    chunk_window_ms: _builtins.int
+    """Optional chunk coalescing window in milliseconds (0-1000): LLM token deltas that arrive within the
+    window are merged into one chunk event at the source, before seq numbers are assigned, so every reader
+    sees the same events. The first token after a quiet period is never delayed. Unset uses the server's
+    default (AGENTSTREAM_CHUNK_WINDOW_MS, 0 = one chunk event per LLM delta).
     """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -121,11 +128,14 @@ class StreamingRunRequest(_message.Message):
         run_id: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        chunk_window_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "chunk_window_ms", b"chunk_window_ms", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "input", b"input", "metadata", b"metadata", "run_id", b"run_id", "session_id", b"session_id", "streaming_mode", b"streaming_mode", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "agent", b"agent", "chunk_window_ms", b"chunk_window_ms", "input", b"input", "metadata", b"metadata", "run_id", b"run_id", "session_id", b"session_id", "streaming_mode", b"streaming_mode", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__chunk_window_ms: _TypeAlias = _typing.Literal["chunk_window_ms"]  # noqa: Y015
+    _WhichOneofArgType__chunk_window_ms: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__chunk_window_ms) -> _WhichOneofReturnType__chunk_window_ms | None: ...
 
 Global___StreamingRunRequest: _TypeAlias = StreamingRunRequest  # noqa: Y015
