@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := .ci/tools/node_modules/.bin/buf
 
-.PHONY: install tools proto lint format typecheck unit test check demo clean
+.PHONY: install tools proto lint format typecheck unit test check demo clean bench bench-quick
 
 install: $(VENV)/.installed
 
@@ -48,3 +48,9 @@ demo: install ## a server on the offline demo model (or OPENAI_BASE_URL) plus on
 
 clean:
 	rm -rf $(VENV) .ci/tools/node_modules .mypy_cache .ruff_cache .pytest_cache
+
+bench: install ## the seven benchmark figures at full size (several minutes)
+	$(PY) -m benchmarks.bench
+
+bench-quick: install ## the same figures at tiny sizes: a smoke run
+	$(PY) -m benchmarks.bench --quick

@@ -29,6 +29,8 @@ class Text:
     model: str = "fake-model"
     finish_reason: str = "stop"
     usage: tuple[int, int] | None = None
+    stamp: bool = False
+    """Replace each token with the send time (time.perf_counter_ns(), system-wide monotonic) for latency figures."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ class FakeLLM:
         stream.send({"role": "assistant", "content": ""})
         if isinstance(response, Text):
             for token in response.tokens:
-                stream.send({"content": token})
+                stream.send({"content": f"{time.perf_counter_ns()} " if response.stamp else token})
                 if response.delay_s:
                     await writer.drain()
                     await asyncio.sleep(response.delay_s)
@@ -317,9 +319,20 @@ async def _send_json(writer: asyncio.StreamWriter, status: int, payload: dict[st
 _ARITHMETIC = re.compile(r"\d[\d\s.+\-*/%()]*[\d)]")
 
 
+BENCH_PROMPT = re.compile(r"^bench: tokens=(\d+)(?: rate=(\d+(?:\.\d+)?))?( stamp)?$")
+
+
 def default_responder(body: dict[str, Any]) -> Response:
-    """The standalone server's behaviour: calculator for arithmetic, then the answer; else an echo."""
+    """The standalone server's behaviour: calculator for arithmetic, then the answer; else an echo.
+
+    A prompt ``bench: tokens=N [rate=R] [stamp]`` streams N tokens (at R per second, stamped with their send
+    time) for the benchmarks.
+    """
     messages = body.get("messages", [])
+    bench = BENCH_PROMPT.match(str(messages[-1].get("content") or "")) if messages else None
+    if bench:
+        rate = float(bench.group(2) or 0)
+        return Text(["x "] * int(bench.group(1)), delay_s=1 / rate if rate else 0.0, stamp=bool(bench.group(3)))
     tool_messages = [m for m in messages if m.get("role") == "tool"]
     user = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
     offers_calculator = any(t.get("function", {}).get("name") == "calculator" for t in body.get("tools", []))

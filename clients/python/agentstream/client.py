@@ -32,6 +32,7 @@ def build_request(
     run_id: str | None,
     metadata: Mapping[str, str] | None,
     timeout: float | None,
+    chunk_window_ms: int | None = None,
 ) -> rpb.StreamingRunRequest:
     """The StreamingRunRequest for these arguments (timeout is the run's server-side limit, in seconds)."""
     request = rpb.StreamingRunRequest(
@@ -44,6 +45,8 @@ def build_request(
     )
     if timeout is not None:
         request.timeout.FromNanoseconds(int(timeout * 1e9))
+    if chunk_window_ms is not None:
+        request.chunk_window_ms = chunk_window_ms
     return request
 
 
@@ -84,8 +87,11 @@ class Client:
         run_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        chunk_window_ms: int | None = None,
     ) -> AsyncGenerator[Message, None]:
         """Start a run and yield its messages; the last is the terminal TaskMessage.
+
+        ``chunk_window_ms`` merges token deltas arriving within the window into one chunk (None: server default).
 
         Raises a typed AgentStreamError when the call fails; stopping early cancels the call, which
         cancels the run on the server.
@@ -98,6 +104,7 @@ class Client:
             run_id=run_id,
             metadata=metadata,
             timeout=timeout,
+            chunk_window_ms=chunk_window_ms,
         )
         call = self._stub.StreamingRun(request, metadata=self._call_metadata)
         try:

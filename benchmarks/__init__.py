@@ -1,0 +1,1 @@
+"""Benchmarks that print figures beside same-run baselines."""

@@ -1,0 +1,358 @@
+"""agentstream benchmarks: seven figures, each printed beside a baseline measured in the same run.
+
+Run with ``make bench`` (full sizes) or ``make bench-quick`` (tiny sizes, a smoke run). The scripted LLM
+(``tests.support.fakellm``) and the agentstream server each run in their own process, as in production;
+this process is the client. Figures are medians over repetitions; ratios matter more than absolutes on
+a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import openai
+
+from agentstream import ChunkMessage, Client, StreamingMode, TaskMessage
+from agentstream.v1 import message_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Workload sizes for one benchmark run."""
+
+    tokens: int
+    transport_messages: int
+    repeats: int
+    ttfc_runs: int
+    concurrency: tuple[int, ...]
+    concurrent_tokens: int
+    rate: float
+    slow_tokens: int
+    slow_pause_s: float
+
+
+FULL = Sizes(50_000, 50_000, 3, 200, (10, 100, 500, 1000), 30, 10.0, 1_000_000, 5.0)
+QUICK = Sizes(2_000, 2_000, 1, 10, (5, 20), 5, 20.0, 20_000, 1.0)
+
+
+def table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
+    """Print one figure as a table: what, figure, baseline, ratio."""
+    print(f"\n## {title}")
+    widths = [max(len(r[i]) for r in [("what", "figure", "baseline", "ratio"), *rows]) for i in range(4)]
+    for row in [("what", "figure", "baseline", "ratio"), *rows]:
+        print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+    sys.stdout.flush()
+
+
+def rate(n: float) -> str:
+    return f"{n:,.0f}/s"
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+
+@asynccontextmanager
+async def process(*args: str, ready: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple[int, str]]:
+    """Start ``python -m ARGS``, wait for a line matching ``ready``; yield (pid, the match's first group)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError(f"{args[0]} exited before it was ready")
+                match = re.search(ready, line)
+                if match:
+                    break
+        drain = asyncio.create_task(_drain(proc.stdout))
+        yield proc.pid, match.group(1)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+    drain.cancel()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE_SIZE / 2**20
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+async def upstream_ceiling(llm_url: str, sizes: Sizes) -> None:
+    """(1) The openai SDK alone reading N tokens: typed chunk objects versus raw SSE lines + json.loads."""
+    import json
+
+    client = openai.AsyncOpenAI(base_url=llm_url, api_key="bench", max_retries=0)
+    messages = [{"role": "user", "content": f"bench: tokens={sizes.tokens}"}]
+
+    async def typed() -> float:
+        start = time.perf_counter()
+        stream = await client.chat.completions.create(model="m", messages=messages, stream=True)  # type: ignore[arg-type]
+        count = sum([1 async for chunk in stream if chunk.choices and chunk.choices[0].delta.content])
+        assert count == sizes.tokens
+        return count / (time.perf_counter() - start)
+
+    async def raw() -> float:
+        start = time.perf_counter()
+        count = 0
+        async with client.chat.completions.with_streaming_response.create(
+            model="m",
+            messages=messages,
+            stream=True,  # type: ignore[arg-type]
+        ) as response:
+            async for line in response.iter_lines():
+                if line.startswith("data:") and line[5:].strip() != "[DONE]":
+                    choices = json.loads(line[5:])["choices"]
+                    count += bool(choices and choices[0]["delta"].get("content"))
+        assert count == sizes.tokens
+        return count / (time.perf_counter() - start)
+
+    typed_rate = statistics.median([await typed() for _ in range(sizes.repeats)])
+    raw_rate = statistics.median([await raw() for _ in range(sizes.repeats)])
+    await client.close()
+    table(
+        f"1. Upstream ceiling: openai SDK reading {sizes.tokens:,} tokens from the scripted LLM",
+        [("raw SSE lines + json.loads (what agentstream uses)", rate(raw_rate), rate(typed_rate) + " typed",
+          f"{raw_rate / typed_rate:.1f}x")],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Transport:
+    """The raw gRPC baseline: messages/s on one stream, and the server's CPU per message."""
+
+    rate: float
+    cpu_us: float
+
+
+async def transport_ceiling(sizes: Sizes) -> Transport:
+    """(2) Raw grpc.aio: a server process streams N small Messages to this process."""
+    async with process(
+        "benchmarks.raw_grpc_server", "--messages", str(sizes.transport_messages), ready=r"listening on (\S+)"
+    ) as (pid, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            method = channel.unary_stream(
+                "/bench.Raw/Stream", request_serializer=lambda b: b, response_deserializer=pb.Message.FromString
+            )
+            rates, cpus = [], []
+            for _ in range(sizes.repeats):
+                cpu_before = cpu_seconds(pid)
+                start = time.perf_counter()
+                count = 0
+                async for _message in method(b""):
+                    count += 1
+                assert count == sizes.transport_messages
+                rates.append(count / (time.perf_counter() - start))
+                cpus.append((cpu_seconds(pid) - cpu_before) / count * 1e6)
+    ceiling = Transport(statistics.median(rates), statistics.median(cpus))
+    table(
+        f"2. Transport ceiling: raw grpc.aio, {sizes.transport_messages:,} small messages, one stream",
+        [
+            ("messages/s", rate(ceiling.rate), "-", "1.0x"),
+            ("server CPU per message", f"{ceiling.cpu_us:.1f} µs", "-", "1.0x"),
+        ],
+    )
+    return ceiling
+
+
+async def stream_tokens(client: Client, tokens: int, window_ms: int) -> tuple[int, float]:
+    """Stream one CHUNK-mode run of N tokens; return (tokens received, seconds)."""
+    start = time.perf_counter()
+    received = 0
+    async for message in client.streaming_run(
+        f"bench: tokens={tokens}", streaming_mode=StreamingMode.CHUNK, chunk_window_ms=window_ms
+    ):
+        if isinstance(message, ChunkMessage):
+            received += message.payload.content.count("x")
+        elif isinstance(message, TaskMessage) and not message.payload.success:
+            raise RuntimeError(f"run failed: {message.payload.msg}")
+    return received, time.perf_counter() - start
+
+
+async def full_stack(client: Client, server_pid: int, transport: Transport, sizes: Sizes) -> None:
+    """(3) scripted LLM -> service -> gRPC -> SDK, CHUNK mode; (7) server CPU per token."""
+    rows = []
+    cpu_rows = []
+    for window in (0, 20):
+        rates, cpus = [], []
+        for _ in range(sizes.repeats):
+            cpu_before = cpu_seconds(server_pid)
+            received, seconds = await stream_tokens(client, sizes.tokens, window)
+            assert received == sizes.tokens, f"lost tokens: {received} of {sizes.tokens}"
+            rates.append(received / seconds)
+            cpus.append((cpu_seconds(server_pid) - cpu_before) / received * 1e6)
+        label = "coalescing off" if window == 0 else f"coalescing {window} ms"
+        tokens_per_s, cpu_us = statistics.median(rates), statistics.median(cpus)
+        rows.append((f"tokens/s, {label}", rate(tokens_per_s), rate(transport.rate) + " (2)",
+                     f"{tokens_per_s / transport.rate:.2f}x"))  # fmt: skip
+        cpu_rows.append((f"server CPU per token, {label}", f"{cpu_us:.1f} µs",
+                         f"{transport.cpu_us:.1f} µs per raw gRPC message (2)", f"{cpu_us / transport.cpu_us:.2f}x"))  # fmt: skip
+    table(f"3. Full stack, one stream, CHUNK mode, {sizes.tokens:,} tokens", rows)
+    table("7. Server CPU per token (process CPU time / tokens, from (3))", cpu_rows)
+
+
+async def first_chunk_latency(client: Client, llm_url: str, sizes: Sizes) -> None:
+    """(4) When the SDK gets the first chunk minus when the scripted LLM sent it; baseline: the openai SDK alone."""
+    added = []
+    for _ in range(sizes.ttfc_runs):
+        async for message in client.streaming_run("bench: tokens=1 stamp", streaming_mode=StreamingMode.CHUNK):
+            if isinstance(message, ChunkMessage):
+                added.append((time.perf_counter_ns() - int(message.payload.content.split()[0])) / 1e6)
+    direct = []
+    oai = openai.AsyncOpenAI(base_url=llm_url, api_key="bench", max_retries=0)
+    for _ in range(sizes.ttfc_runs):
+        async with oai.chat.completions.with_streaming_response.create(
+            model="m", messages=[{"role": "user", "content": "bench: tokens=1 stamp"}], stream=True
+        ) as response:
+            async for line in response.iter_lines():
+                if '"content": "' in line and '"content": ""' not in line:
+                    stamp = int(re.search(r'"content": "(\d+)', line).group(1))  # type: ignore[union-attr]
+                    direct.append((time.perf_counter_ns() - stamp) / 1e6)
+    await oai.close()
+    table(
+        f"4. Added time to first chunk, {sizes.ttfc_runs} runs (LLM sent -> SDK received)",
+        [
+            ("p50", f"{percentile(added, 50):.2f} ms", f"{percentile(direct, 50):.2f} ms openai SDK alone",
+             f"+{percentile(added, 50) - percentile(direct, 50):.2f} ms"),
+            ("p99", f"{percentile(added, 99):.2f} ms", f"{percentile(direct, 99):.2f} ms openai SDK alone",
+             f"+{percentile(added, 99) - percentile(direct, 99):.2f} ms"),
+        ],
+    )  # fmt: skip
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def concurrency(client: Client, sizes: Sizes) -> None:
+    """(5) N concurrent streams at R tokens/s each: achieved tokens/s, added per-token latency, errors."""
+    rows = []
+    for streams in sizes.concurrency:
+        latencies: list[float] = []
+        errors: list[int] = []
+
+        start = time.perf_counter()
+        counts = await asyncio.gather(*(paced_stream(client, sizes, latencies, errors) for _ in range(streams)))
+        seconds = time.perf_counter() - start
+        ideal = streams * sizes.rate
+        rows.append((
+            f"{streams} streams x {sizes.rate:g} tok/s", rate(sum(counts) / seconds),
+            rate(ideal) + " offered", f"p50 +{percentile(latencies, 50):.1f} ms, p99 +{percentile(latencies, 99):.1f} ms, "
+            f"{len(errors)} errors",
+        ))  # fmt: skip
+    table(f"5. Concurrency: {sizes.concurrent_tokens} tokens per stream (ratio column: added latency, errors)", rows)
+
+
+async def paced_stream(client: Client, sizes: Sizes, latencies: list[float], errors: list[int]) -> int:
+    """One stream of stamped tokens at the paced rate; appends each token's added latency (ms)."""
+    got = 0
+    try:
+        async for message in client.streaming_run(
+            f"bench: tokens={sizes.concurrent_tokens} rate={sizes.rate:g} stamp", streaming_mode=StreamingMode.CHUNK
+        ):
+            if isinstance(message, ChunkMessage):
+                now = time.perf_counter_ns()
+                for stamp in message.payload.content.split():
+                    latencies.append((now - int(stamp)) / 1e6)
+                    got += 1
+            elif isinstance(message, TaskMessage) and not message.payload.success:
+                errors.append(1)
+    except Exception:
+        errors.append(1)
+    return got
+
+
+async def slow_consumer(client: Client, server_pid: int, sizes: Sizes) -> None:
+    """(6) A client stops reading while the LLM produces many tokens: is the run held back or buffered?"""
+    before = rss_mib(server_pid)
+    stream = client.streaming_run(f"bench: tokens={sizes.slow_tokens}", streaming_mode=StreamingMode.CHUNK)
+    received = 0
+    first = await anext(stream)
+    received += first.payload.content.count("x") if isinstance(first, ChunkMessage) else 0
+    await asyncio.sleep(sizes.slow_pause_s)
+    paused = rss_mib(server_pid)
+    await asyncio.sleep(sizes.slow_pause_s)
+    paused_later = rss_mib(server_pid)
+    terminal = None
+    async for message in stream:
+        if isinstance(message, ChunkMessage):
+            received += message.payload.content.count("x")
+        elif isinstance(message, TaskMessage):
+            terminal = message
+    after = rss_mib(server_pid)
+    held = paused_later - paused < 0.25 * max(1.0, paused - before) + 5
+    table(
+        f"6. Slow consumer: client pauses {2 * sizes.slow_pause_s:g} s during a {sizes.slow_tokens:,}-token run",
+        [
+            ("server RSS while paused", f"{paused_later:.0f} MiB", f"{before:.0f} MiB before the run",
+             f"+{paused_later - before:.0f} MiB"),
+            ("RSS growth during the second half of the pause", f"{paused_later - paused:+.1f} MiB", "0 if held back",
+             "held back" if held else "buffering"),
+            ("tokens received after resuming", f"{received:,}", f"{sizes.slow_tokens:,} sent",
+             "none lost" if received == sizes.slow_tokens else "LOST"),
+            ("terminal message", "yes" if terminal and terminal.is_terminal else "NO", "yes", f"{after:.0f} MiB after"),
+        ],
+    )  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    print(
+        f"agentstream benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, python {sys.version.split()[0]}"
+    )
+    async with process("tests.support.fakellm", "--port", "0", ready=r"listening on (\S+)") as (_, llm_url):
+        await upstream_ceiling(llm_url, sizes)
+        transport = await transport_ceiling(sizes)
+        env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "AGENTSTREAM_MAX_RUNS": "2000"}
+        async with process("service", "serve", "--port", "0", "--grace", "1",
+                           ready=r"listening on (\S+)", env=env) as (server_pid, target):  # fmt: skip
+            async with Client(target) as client:
+                await stream_tokens(client, 100, 0)  # warm up
+                await full_stack(client, server_pid, transport, sizes)
+                await first_chunk_latency(client, llm_url, sizes)
+                await concurrency(client, sizes)
+                await slow_consumer(client, server_pid, sizes)
+    print("\nall 7 figures printed")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,37 @@
+"""A bare grpc.aio server streaming N small Messages per call: the transport ceiling baseline."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+
+from agentstream.v1 import message_pb2 as pb
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=50_000)
+    args = parser.parse_args()
+
+    async def stream(request: bytes, context: grpc.aio.ServicerContext[bytes, pb.Message]) -> AsyncIterator[pb.Message]:
+        for i in range(args.messages):
+            message = pb.Message(run_id="bench", seq=i + 1, category="chunk", topic="chunk")
+            message.chunk.content = "x "
+            yield message
+
+    server = grpc.aio.server()
+    handler = grpc.unary_stream_rpc_method_handler(
+        stream, request_deserializer=lambda b: b, response_serializer=pb.Message.SerializeToString
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Raw", {"Stream": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
