@@ -334,24 +334,32 @@ async def slow_consumer(client: Client, server_pid: int, sizes: Sizes) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated figure numbers to run")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    only = set(args.only.split(","))
     print(
         f"agentstream benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, python {sys.version.split()[0]}"
     )
     async with process("tests.support.fakellm", "--port", "0", ready=r"listening on (\S+)") as (_, llm_url):
-        await upstream_ceiling(llm_url, sizes)
+        if "1" in only:
+            await upstream_ceiling(llm_url, sizes)
         transport = await transport_ceiling(sizes)
         env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "AGENTSTREAM_MAX_RUNS": "2000"}
         async with process("service", "serve", "--port", "0", "--grace", "1",
                            ready=r"listening on (\S+)", env=env) as (server_pid, target):  # fmt: skip
             async with Client(target) as client:
                 await stream_tokens(client, 100, 0)  # warm up
-                await full_stack(client, server_pid, transport, sizes)
-                await first_chunk_latency(client, llm_url, sizes)
-                await concurrency(client, sizes)
-                await slow_consumer(client, server_pid, sizes)
-    print("\nall 7 figures printed")
+                if only & {"3", "7"}:
+                    await full_stack(client, server_pid, transport, sizes)
+                if "4" in only:
+                    await first_chunk_latency(client, llm_url, sizes)
+                if "5" in only:
+                    await concurrency(client, sizes)
+                if "6" in only:
+                    await slow_consumer(client, server_pid, sizes)
+    if len(only) == 7:
+        print("\nall 7 figures printed")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 
 from agentstream.v1 import message_pb2 as pb
+from service.cli import run_event_loop
 
 
 async def main() -> None:
@@ -34,4 +34,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_event_loop(main())  # the same event loop the service runs on, so the baseline is like for like

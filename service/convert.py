@@ -53,20 +53,27 @@ def run_request_from_proto(request: rpb.StreamingRunRequest) -> RunRequest:
 
 def to_proto(record: RunEvent) -> pb.Message:
     """The wire Message for one logged event."""
+    # Per-token hot path: set only non-empty fields and fill the Timestamp directly (no Python helpers).
     event = record.event
     message = pb.Message(
         id=f"{record.run_id}:{record.seq}",
         run_id=record.run_id,
-        session_id=record.session_id,
         seq=record.seq,
         category=event.category,
         topic=event.topic,
-        sender=record.sender,
-        receiver=record.receiver,
-        caller=record.caller,
-        headers=record.headers,
     )
-    message.timestamp.FromNanoseconds(record.timestamp_ns)
+    if record.session_id:
+        message.session_id = record.session_id
+    if record.sender:
+        message.sender = record.sender
+    if record.receiver:
+        message.receiver = record.receiver
+    if record.caller:
+        message.caller = record.caller
+    if record.headers:
+        message.headers.update(record.headers)
+    timestamp = message.timestamp
+    timestamp.seconds, timestamp.nanos = divmod(record.timestamp_ns, 1_000_000_000)
     match event:
         case Chunk():
             chunk = message.chunk

@@ -112,14 +112,18 @@ class OpenAIChatModel:
             request["temperature"] = temperature
         try:
             async with self._client.chat.completions.with_streaming_response.create(**request) as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    for delta in _deltas(_parse(data)):
-                        yield delta
+                pending = b""
+                async for data in response.iter_bytes():
+                    lines = (pending + data).split(b"\n") if pending else data.split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue  # blank separators, comments, event: and id: fields
+                        payload = line[5:].strip()
+                        if payload == b"[DONE]":
+                            return
+                        for delta in _deltas(_parse(payload)):
+                            yield delta
             raise LLMUpstreamError("LLM stream ended without [DONE]: the response was cut off")
         except openai.APIStatusError as exc:
             raise LLMUpstreamError(
@@ -147,10 +151,10 @@ def _error_text(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-def _parse(data: str) -> dict[str, Any]:
+def _parse(data: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(data)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
         raise LLMUpstreamError(f"LLM stream sent malformed JSON: {data[:200]!r}") from exc
     if not isinstance(payload, dict):
         raise LLMUpstreamError(f"LLM stream sent an unexpected payload: {data[:200]!r}")
