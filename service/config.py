@@ -29,8 +29,16 @@ class Settings:
     shutdown_grace_s: float = 10.0
     completed_run_ttl_s: float = 300.0
     max_unread_events: int = 10_000
+    max_retained_events: int = 100_000
     chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_unread_events < self.max_retained_events:
+            raise ValueError(
+                f"AGENTSTREAM_MAX_UNREAD ({self.max_unread_events}) must be below "
+                f"AGENTSTREAM_MAX_RETAINED ({self.max_retained_events})"
+            )
 
     @property
     def offline(self) -> bool:
@@ -102,6 +110,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_SHUTDOWN_GRACE": ("shutdown_grace_s", _non_negative_float),
     "AGENTSTREAM_COMPLETED_RUN_TTL": ("completed_run_ttl_s", _non_negative_float),
     "AGENTSTREAM_MAX_UNREAD": ("max_unread_events", _positive_int),
+    "AGENTSTREAM_MAX_RETAINED": ("max_retained_events", _positive_int),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
 }

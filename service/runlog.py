@@ -13,54 +13,74 @@ class RunLogClosed(RuntimeError):
     """Raised when appending to a log that already holds its terminal event."""
 
 
+class EventsNotRetained(LookupError):
+    """A reader asked for events the log no longer retains; ``oldest_seq`` is the oldest one it still has."""
+
+    def __init__(self, run_id: str, wanted_seq: int, oldest_seq: int) -> None:
+        super().__init__(
+            f"run {run_id} no longer retains event {wanted_seq}; the oldest retained event is {oldest_seq}"
+        )
+        self.oldest_seq = oldest_seq
+
+
 class RunLog:
     """The in-memory, append-only event log of one run.
 
     ``append`` numbers events 1, 2, 3 ... and wakes waiting readers; ``follow`` is a cursor that replays
     from any point, then follows live until the terminal event. A slow reader never holds back the run
-    nor another reader: each keeps its own position.
+    nor another reader: each keeps its own position. The log retains the newest ``max_retained`` events
+    (a reader further behind gets EventsNotRetained, never a silent gap); the one pacing reader is never
+    more than ``max_unread`` behind, so it never loses an event.
     """
 
-    __slots__ = ("_events", "_max_unread", "_paced_seq", "_pacing", "_waiter", "_writable", "run_id", "session_id")
+    __slots__ = (
+        "_events",
+        "_first_seq",
+        "_last_seq",
+        "_max_retained",
+        "_max_unread",
+        "_paced_seq",
+        "_pacing",
+        "_waiter",
+        "_writable",
+        "run_id",
+        "session_id",
+    )
 
-    def __init__(self, run_id: str, session_id: str = "", *, max_unread: int = 10_000) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        session_id: str = "",
+        *,
+        max_unread: int = 10_000,
+        max_retained: int = 100_000,
+        paced: bool = False,
+    ) -> None:
+        """``paced`` reserves pacing for a reader that will follow with ``pace=True`` (the run's caller), so
+        the producer is held back from the first event, even before that reader starts."""
+        if not 0 < max_unread < max_retained:
+            raise ValueError(f"max_unread ({max_unread}) must be positive and below max_retained ({max_retained})")
         self.run_id = run_id
         self.session_id = session_id
         self._events: list[RunEvent] = []
+        self._first_seq = 1
+        self._last_seq = 0
         self._waiter: asyncio.Future[None] | None = None
         self._max_unread = max_unread
-        self._pacing = False
+        self._max_retained = max_retained
+        self._pacing = paced
         self._paced_seq = 0
         self._writable: asyncio.Future[None] | None = None
 
     @property
-    def must_wait(self) -> bool:
-        """True when the pacing reader is more than max_unread events behind: the producer should wait."""
-        return self._pacing and len(self._events) - self._paced_seq > self._max_unread
-
-    async def wait_writable(self) -> None:
-        """Wait until the pacing reader has caught up to half the bound (or has gone)."""
-        while self.must_wait:
-            if self._writable is None:
-                self._writable = asyncio.get_running_loop().create_future()
-            await self._writable
-
-    def _reader_advanced(self, seq: int) -> None:
-        self._paced_seq = seq
-        writable = self._writable
-        if writable is not None and len(self._events) - seq <= self._max_unread // 2:
-            self._writable = None
-            if not writable.done():
-                writable.set_result(None)
-
-    def _stop_pacing(self) -> None:
-        self._pacing = False
-        self._reader_advanced(len(self._events))
-
-    @property
     def last_seq(self) -> int:
         """The seq of the newest event (0 when empty)."""
-        return len(self._events)
+        return self._last_seq
+
+    @property
+    def oldest_retained_seq(self) -> int:
+        """The seq of the oldest event still held (1 until the log is trimmed)."""
+        return self._first_seq
 
     @property
     def closed(self) -> bool:
@@ -76,6 +96,18 @@ class RunLog:
             return event
         return None
 
+    @property
+    def must_wait(self) -> bool:
+        """True when the pacing reader is more than max_unread events behind: the producer should wait."""
+        return self._pacing and self._last_seq - self._paced_seq > self._max_unread
+
+    async def wait_writable(self) -> None:
+        """Wait until the pacing reader has caught up to half the bound (or has gone)."""
+        while self.must_wait:
+            if self._writable is None:
+                self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+
     def append(
         self,
         event: Event,
@@ -87,9 +119,10 @@ class RunLog:
         """Append an event, assigning the next seq, and wake every waiting reader."""
         if self.closed:
             raise RunLogClosed(f"run {self.run_id} already ended; cannot append {type(event).__name__}")
+        self._last_seq += 1
         record = RunEvent(
             run_id=self.run_id,
-            seq=len(self._events) + 1,
+            seq=self._last_seq,
             timestamp_ns=time.time_ns(),
             event=event,
             session_id=self.session_id,
@@ -97,7 +130,13 @@ class RunLog:
             receiver=receiver,
             headers=headers or {},
         )
-        self._events.append(record)
+        events = self._events
+        events.append(record)
+        if len(events) > self._max_retained + (self._max_retained >> 3):
+            # Trim in batches (an eighth of the bound at a time) so the cost per append stays O(1) amortised.
+            surplus = len(events) - self._max_retained
+            del events[:surplus]
+            self._first_seq += surplus
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -108,9 +147,9 @@ class RunLog:
     async def follow(self, after_seq: int = 0, *, pace: bool = False) -> AsyncIterator[RunEvent]:
         """Yield every event with seq > after_seq in order, waiting for new ones, until the terminal event.
 
-        A pacing reader (at most one: the caller that started the run) holds the producer back once it is
-        more than max_unread events behind, so a stalled caller bounds the run's memory instead of the
-        log growing without limit; other readers never hold anything back.
+        Raises EventsNotRetained when it reaches events the log no longer holds. A pacing reader (at most
+        one: the caller that started the run) holds the producer back once it is more than max_unread
+        events behind, so a stalled caller bounds the run's memory; other readers hold nothing back.
         """
         if pace:
             self._pacing = True
@@ -119,8 +158,11 @@ class RunLog:
         events = self._events
         try:
             while True:
-                while position < len(events):
-                    record = events[position]
+                while position < self._last_seq:
+                    index = position + 1 - self._first_seq
+                    if index < 0:
+                        raise EventsNotRetained(self.run_id, position + 1, self._first_seq)
+                    record = events[index]
                     position += 1
                     yield record
                     if record.is_terminal:
@@ -136,3 +178,15 @@ class RunLog:
         finally:
             if pace:
                 self._stop_pacing()
+
+    def _reader_advanced(self, seq: int) -> None:
+        self._paced_seq = seq
+        writable = self._writable
+        if writable is not None and self._last_seq - seq <= self._max_unread // 2:
+            self._writable = None
+            if not writable.done():
+                writable.set_result(None)
+
+    def _stop_pacing(self) -> None:
+        self._pacing = False
+        self._reader_advanced(self._last_seq)

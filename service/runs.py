@@ -52,6 +52,7 @@ class RunLimits:
     run_timeout_s: float
     completed_run_ttl_s: float
     max_unread_events: int = 10_000
+    max_retained_events: int = 100_000
     chunk_window_ms: int = 0
 
 
@@ -66,6 +67,7 @@ class Run:
         timeout_s: float,
         *,
         max_unread: int = 10_000,
+        max_retained: int = 100_000,
         chunk_window_ms: int = 0,
     ) -> None:
         self.chunk_window_s = chunk_window_ms / 1000
@@ -73,7 +75,7 @@ class Run:
         self.request = request
         self.agent = agent
         self.timeout_s = timeout_s
-        self.log = RunLog(run_id, request.session_id, max_unread=max_unread)
+        self.log = RunLog(run_id, request.session_id, max_unread=max_unread, max_retained=max_retained, paced=True)
         self.created_at = time.time()
         self.finished_at: float | None = None
         self._cancel_reason = "cancelled"
@@ -251,7 +253,15 @@ class RunManager:
         if request.timeout_s is not None:
             timeout_s = min(timeout_s, request.timeout_s)
         window = self._limits.chunk_window_ms if request.chunk_window_ms is None else request.chunk_window_ms
-        run = Run(request, agent, run_id, timeout_s, max_unread=self._limits.max_unread_events, chunk_window_ms=window)
+        run = Run(
+            request,
+            agent,
+            run_id,
+            timeout_s,
+            max_unread=self._limits.max_unread_events,
+            max_retained=self._limits.max_retained_events,
+            chunk_window_ms=window,
+        )
         self._runs[run_id] = run
         self._live.add(run)
         run.start(self._model_for(agent), on_done=self._on_run_done)

@@ -65,6 +65,7 @@ async def start_server(settings: Settings) -> RunningServer:
             run_timeout_s=settings.run_timeout_s,
             completed_run_ttl_s=settings.completed_run_ttl_s,
             max_unread_events=settings.max_unread_events,
+            max_retained_events=settings.max_retained_events,
             chunk_window_ms=settings.chunk_window_ms,
         ),
     )

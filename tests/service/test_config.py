@@ -43,3 +43,8 @@ def test_a_malformed_variable_is_named_in_the_error(var: str, value: str) -> Non
 def test_overrides_replace_only_given_fields() -> None:
     settings = Settings.from_env({"AGENTSTREAM_PORT": "7000"}).with_overrides(port=None, host="0.0.0.0")
     assert (settings.host, settings.port) == ("0.0.0.0", 7000)
+
+
+def test_max_unread_must_stay_below_max_retained() -> None:
+    with pytest.raises(ValueError, match="AGENTSTREAM_MAX_UNREAD"):
+        Settings.from_env({"AGENTSTREAM_MAX_UNREAD": "500", "AGENTSTREAM_MAX_RETAINED": "500"})

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from service.runlog import RunLog, RunLogClosed
+from service.runlog import EventsNotRetained, RunLog, RunLogClosed
 from service.runtime.events import Chunk, TaskFinished, TaskStatus
 
 
@@ -135,3 +135,44 @@ async def test_a_pacing_reader_that_leaves_releases_the_producer() -> None:
     assert log.must_wait
     await reader.aclose()
     assert not log.must_wait
+
+
+async def test_the_log_retains_only_the_newest_events_and_a_reader_behind_them_gets_a_clear_error() -> None:
+    log = RunLog("r1", max_unread=5, max_retained=16)
+    for i in range(100):
+        log.append(chunk(str(i)))
+    log.append(terminal())
+    oldest = log.oldest_retained_seq
+    assert 101 - 18 <= oldest <= 101 - 16 + 1
+    assert [r.seq async for r in log.follow(after_seq=oldest - 1)] == list(range(oldest, 102))
+    with pytest.raises(EventsNotRetained) as caught:
+        await collect(log, after_seq=0)
+    assert caught.value.oldest_seq == oldest
+
+
+async def test_a_pacing_reader_never_loses_events_to_retention() -> None:
+    log = RunLog("r1", max_unread=4, max_retained=8, paced=True)
+
+    async def produce() -> None:
+        for i in range(200):
+            log.append(chunk(str(i)))
+            if log.must_wait:
+                await log.wait_writable()
+        log.append(terminal())
+
+    reader = asyncio.create_task(collect_paced(log))
+    await produce()
+    assert await reader == list(range(1, 202))
+
+
+async def collect_paced(log: RunLog) -> list[int]:
+    seen = []
+    async for record in log.follow(pace=True):
+        seen.append(record.seq)
+        await asyncio.sleep(0)
+    return seen
+
+
+def test_max_unread_must_be_below_max_retained() -> None:
+    with pytest.raises(ValueError, match="below max_retained"):
+        RunLog("r1", max_unread=10, max_retained=10)
