@@ -9,6 +9,7 @@ from google.protobuf import struct_pb2
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
+from service.runs import RunInfo
 from service.runtime.events import (
     Action,
     AgentStep,
@@ -48,7 +49,40 @@ def run_request_from_proto(request: rpb.StreamingRunRequest) -> RunRequest:
         metadata=dict(request.metadata),
         timeout_s=timeout_s,
         chunk_window_ms=request.chunk_window_ms if request.HasField("chunk_window_ms") else None,
+        on_disconnect=int(request.on_disconnect),
     )
+
+
+def start_request_from_proto(request: rpb.StartRunRequest) -> RunRequest:
+    """The raw run request carried by a StartRunRequest (its run continues without a caller)."""
+    timeout_s = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
+    return RunRequest(
+        input=request.input,
+        agent=request.agent,
+        session_id=request.session_id,
+        run_id=request.run_id,
+        metadata=dict(request.metadata),
+        timeout_s=timeout_s,
+        chunk_window_ms=request.chunk_window_ms if request.HasField("chunk_window_ms") else None,
+        on_disconnect=rpb.ON_DISCONNECT_CONTINUE,
+    )
+
+
+def run_to_proto(info: RunInfo) -> rpb.Run:
+    """The wire description of a run."""
+    message = rpb.Run(
+        run_id=info.run_id,
+        agent=info.agent,
+        status=TASK_STATUS_TO_PROTO[info.status],
+        last_seq=info.last_seq,
+        session_id=info.session_id,
+    )
+    message.created_at.FromNanoseconds(int(info.created_at * 1e9))
+    if info.finished_at is not None:
+        message.finished_at.FromNanoseconds(int(info.finished_at * 1e9))
+    if info.terminal is not None:
+        _fill_task_finished(message.response, info.terminal)
+    return message
 
 
 def to_proto(record: RunEvent) -> pb.Message:

@@ -67,6 +67,27 @@ class ServerDraining(AgentStreamError):
     reason = "SERVER_DRAINING"
 
 
+class RunNotFound(AgentStreamError):
+    """No run with the requested id is known (never existed, or finished longer ago than the retention TTL)."""
+
+    code = "NOT_FOUND"
+    reason = "RUN_NOT_FOUND"
+
+
+class SeqOutOfRange(AgentStreamError):
+    """after_seq is past the run's last seq, or the events after it are no longer retained."""
+
+    code = "OUT_OF_RANGE"
+    reason = "SEQ_OUT_OF_RANGE"
+
+
+class TooManySubscribers(AgentStreamError):
+    """The run already has as many subscribers as the server allows."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "TOO_MANY_SUBSCRIBERS"
+
+
 class LLMUpstreamError(AgentStreamError):
     """The LLM endpoint failed (HTTP error, connection error, broken or stalled stream)."""
 
@@ -125,6 +146,9 @@ ERROR_TABLE: tuple[ErrorRow, ...] = (
     ErrorRow(RunAlreadyExists, in_band=False),
     ErrorRow(TooManyRuns, in_band=False),
     ErrorRow(ServerDraining, in_band=False),
+    ErrorRow(RunNotFound, in_band=False),
+    ErrorRow(SeqOutOfRange, in_band=False),
+    ErrorRow(TooManySubscribers, in_band=False),
     ErrorRow(LLMUpstreamError, in_band=True),
     ErrorRow(MaxStepsExceeded, in_band=True),
     ErrorRow(RunTimedOut, in_band=True),

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from service.errors import (
@@ -17,16 +17,20 @@ from service.errors import (
     InternalError,
     RunAlreadyExists,
     RunCancelled,
+    RunNotFound,
     RunTimedOut,
+    SeqOutOfRange,
     ServerDraining,
     TooManyRuns,
+    TooManySubscribers,
 )
-from service.runlog import RunLog
+from service.runlog import EventsNotRetained, RunLog
 from service.runtime.agents import AgentSpec
 from service.runtime.events import (
     AgentStep,
     Event,
     Output,
+    RunEvent,
     TaskError,
     TaskFinished,
     TaskStarted,
@@ -54,6 +58,21 @@ class RunLimits:
     max_unread_events: int = 10_000
     max_retained_events: int = 100_000
     chunk_window_ms: int = 0
+    max_subscribers_per_run: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What GetRun reports about a run."""
+
+    run_id: str
+    agent: str
+    session_id: str
+    status: TaskStatus
+    created_at: float
+    finished_at: float | None
+    last_seq: int
+    terminal: TaskFinished | None
 
 
 class Run:
@@ -69,17 +88,33 @@ class Run:
         max_unread: int = 10_000,
         max_retained: int = 100_000,
         chunk_window_ms: int = 0,
+        paced: bool = True,
     ) -> None:
         self.chunk_window_s = chunk_window_ms / 1000
         self.run_id = run_id
         self.request = request
         self.agent = agent
         self.timeout_s = timeout_s
-        self.log = RunLog(run_id, request.session_id, max_unread=max_unread, max_retained=max_retained, paced=True)
+        self.log = RunLog(run_id, request.session_id, max_unread=max_unread, max_retained=max_retained, paced=paced)
+        self.subscribers = 0
         self.created_at = time.time()
         self.finished_at: float | None = None
         self._cancel_reason = "cancelled"
         self._task: asyncio.Task[None] | None = None
+
+    def info(self) -> RunInfo:
+        """A snapshot for GetRun."""
+        terminal = self.log.terminal
+        return RunInfo(
+            run_id=self.run_id,
+            agent=self.agent.name,
+            session_id=self.request.session_id,
+            status=terminal.status if terminal is not None else TaskStatus.RUNNING,
+            created_at=self.created_at,
+            finished_at=self.finished_at,
+            last_seq=self.log.last_seq,
+            terminal=terminal,
+        )
 
     @property
     def done(self) -> bool:
@@ -175,6 +210,15 @@ class Run:
             self.log.append(_with_totals(terminal, usage, elapsed), sender=agent_name)
 
 
+def _not_retained(run_id: str, after_seq: int, log: RunLog) -> SeqOutOfRange:
+    return SeqOutOfRange(
+        f"run {run_id} no longer retains the events after seq {after_seq}; "
+        f"the oldest retained is {log.oldest_retained_seq}: subscribe with after_seq >= {log.oldest_retained_seq - 1}",
+        field="after_seq",
+        metadata={"last_seq": str(log.last_seq), "oldest_retained_seq": str(log.oldest_retained_seq)},
+    )
+
+
 def _sender_of(event: Event, agent_name: str) -> str:
     return event.tool_name if type(event) is ToolResult else agent_name
 
@@ -227,8 +271,11 @@ class RunManager:
         """The run with this id, live or recently finished."""
         return self._runs.get(run_id)
 
-    def start(self, request: ValidRunRequest) -> Run:
-        """Admit and start a run; raises the error-table error that says why a run cannot start."""
+    def start(self, request: ValidRunRequest, *, paced: bool = True) -> Run:
+        """Admit and start a run; raises the error-table error that says why a run cannot start.
+
+        ``paced``: the caller will follow the run with ``log.follow(pace=True)`` (StreamingRun does).
+        """
         if self._draining:
             raise ServerDraining("server is shutting down and accepts no new runs; retry on another replica")
         agent_name = request.agent or self._default_agent
@@ -261,6 +308,7 @@ class RunManager:
             max_unread=self._limits.max_unread_events,
             max_retained=self._limits.max_retained_events,
             chunk_window_ms=window,
+            paced=paced,
         )
         self._runs[run_id] = run
         self._live.add(run)
@@ -281,6 +329,56 @@ class RunManager:
             (run.finished_at or time.time()) - run.created_at,
             terminal.status.value if terminal is not None else "unknown",
         )
+
+    def find(self, run_id: str) -> Run:
+        """The run with this id; raises RunNotFound."""
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(
+                f"run {run_id!r} is not known here (it never started, or ended more than "
+                f"{self._limits.completed_run_ttl_s:g} s ago)",
+                field="run_id",
+                metadata={"run_id": run_id},
+            )
+        return run
+
+    async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
+        """Cancel a run and wait for its end; returns (it had already finished, its final status)."""
+        run = self.find(run_id)
+        already_finished = run.done
+        run.cancel(reason or "cancelled by CancelRun")
+        await run.wait()
+        terminal = run.log.terminal
+        return already_finished, terminal.status if terminal is not None else TaskStatus.CANCELLED
+
+    def subscribe(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+        """A cursor over a run's events after after_seq; raises at once when the request cannot be served."""
+        run = self.find(run_id)
+        log = run.log
+        if after_seq > log.last_seq:
+            raise SeqOutOfRange(
+                f"after_seq {after_seq} is past run {run_id}'s last seq {log.last_seq}",
+                field="after_seq",
+                metadata={"last_seq": str(log.last_seq), "oldest_retained_seq": str(log.oldest_retained_seq)},
+            )
+        if after_seq + 1 < log.oldest_retained_seq:
+            raise _not_retained(run_id, after_seq, log)
+        if run.subscribers >= self._limits.max_subscribers_per_run:
+            raise TooManySubscribers(
+                f"run {run_id} already has {run.subscribers} subscribers, the limit",
+                metadata={"limit": str(self._limits.max_subscribers_per_run)},
+            )
+        return self._subscription(run, after_seq)
+
+    async def _subscription(self, run: Run, after_seq: int) -> AsyncIterator[RunEvent]:
+        run.subscribers += 1
+        try:
+            async for record in run.log.follow(after_seq):
+                yield record
+        except EventsNotRetained:
+            raise _not_retained(run.run_id, after_seq, run.log) from None
+        finally:
+            run.subscribers -= 1
 
     def begin_drain(self) -> None:
         """Refuse new runs from now on."""

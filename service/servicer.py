@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -12,11 +13,17 @@ from grpc_status import rpc_status
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.convert import run_request_from_proto, to_proto
+from service.convert import (
+    TASK_STATUS_TO_PROTO,
+    run_request_from_proto,
+    run_to_proto,
+    start_request_from_proto,
+    to_proto,
+)
 from service.errors import ERROR_DOMAIN, AgentStreamError
 from service.modes import MODE_CATEGORIES, passes
 from service.runs import RunManager
-from service.validation import validate_run_request
+from service.validation import validate_run_id, validate_run_request, validate_subscription
 
 logger = logging.getLogger("agentstream.servicer")
 
@@ -52,8 +59,7 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
             valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
             run = self._runs.start(valid)
         except AgentStreamError as error:
-            logger.info("rejected run: %s %s: %s", error.code, error.reason, error.message)
-            await context.abort_with_status(status_for(error))
+            await _abort(context, error)
             return
         categories = MODE_CATEGORIES[valid.mode]
         try:
@@ -62,5 +68,64 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
                     yield to_proto(record)
         finally:
             # A caller that cancels, disconnects or passes its deadline lands here (CancelledError).
-            if not run.done:
+            if valid.cancel_on_disconnect and not run.done:
                 run.cancel("caller cancelled or disconnected")
+
+    async def StartRun(
+        self, request: rpb.StartRunRequest, context: grpc.aio.ServicerContext[rpb.StartRunRequest, rpb.StartRunResponse]
+    ) -> rpb.StartRunResponse:
+        """Start a run that goes on without a caller; returns its id."""
+        try:
+            valid = validate_run_request(start_request_from_proto(request), max_input_bytes=self._max_input_bytes)
+            run = self._runs.start(valid, paced=False)
+        except AgentStreamError as error:
+            await _abort(context, error)
+            raise AssertionError("unreachable: abort raises") from None
+        return rpb.StartRunResponse(run_id=run.run_id)
+
+    async def SubscribeRun(
+        self, request: rpb.SubscribeRunRequest, context: grpc.aio.ServicerContext[rpb.SubscribeRunRequest, pb.Message]
+    ) -> AsyncIterator[pb.Message]:
+        """Replay a run's retained events after after_seq, follow it live, end with the terminal message."""
+        try:
+            mode = validate_subscription(request.run_id, int(request.streaming_mode))
+            records = self._runs.subscribe(request.run_id, request.after_seq)
+        except AgentStreamError as error:
+            await _abort(context, error)
+            return
+        categories = MODE_CATEGORIES[mode]
+        try:
+            async for record in records:
+                if passes(categories, record):
+                    yield to_proto(record)
+        except AgentStreamError as error:  # fell behind the log's retention mid-stream: never a silent gap
+            await _abort(context, error)
+
+    async def CancelRun(
+        self,
+        request: rpb.CancelRunRequest,
+        context: grpc.aio.ServicerContext[rpb.CancelRunRequest, rpb.CancelRunResponse],
+    ) -> rpb.CancelRunResponse:
+        """Cancel a run and report its final status."""
+        try:
+            already_finished, status = await self._runs.cancel(validate_run_id(request.run_id), request.reason)
+        except AgentStreamError as error:
+            await _abort(context, error)
+            raise AssertionError("unreachable: abort raises") from None
+        return rpb.CancelRunResponse(already_finished=already_finished, status=TASK_STATUS_TO_PROTO[status])
+
+    async def GetRun(
+        self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext[rpb.GetRunRequest, rpb.Run]
+    ) -> rpb.Run:
+        """Describe a run."""
+        try:
+            run = self._runs.find(validate_run_id(request.run_id))
+        except AgentStreamError as error:
+            await _abort(context, error)
+            raise AssertionError("unreachable: abort raises") from None
+        return run_to_proto(run.info())
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: AgentStreamError) -> None:
+    logger.info("rejected call: %s %s: %s", error.code, error.reason, error.message)
+    await context.abort_with_status(status_for(error))

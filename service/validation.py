@@ -13,6 +13,8 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_BYTES = 16 * 1024
 MAX_CHUNK_WINDOW_MS = 1000
+ON_DISCONNECT_CANCELS = {0: True, 1: True, 2: False}
+"""OnDisconnect number -> whether the run is cancelled when its StreamingRun caller goes away."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,7 @@ class RunRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     chunk_window_ms: int | None = None
+    on_disconnect: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class ValidRunRequest:
     metadata: Mapping[str, str]
     timeout_s: float | None
     chunk_window_ms: int | None = None
+    cancel_on_disconnect: bool = True
 
 
 def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidRunRequest:
@@ -74,6 +78,10 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
         raise InvalidArgument(
             f"chunk_window_ms is {request.chunk_window_ms}; the limit is {MAX_CHUNK_WINDOW_MS}", field="chunk_window_ms"
         )
+    if request.on_disconnect not in ON_DISCONNECT_CANCELS:
+        raise InvalidArgument(
+            f"on_disconnect {request.on_disconnect} is unknown; use 1 (CANCEL) or 2 (CONTINUE)", field="on_disconnect"
+        )
     return ValidRunRequest(
         input=request.input,
         agent=request.agent,
@@ -83,7 +91,29 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
         metadata=dict(request.metadata),
         timeout_s=request.timeout_s,
         chunk_window_ms=request.chunk_window_ms,
+        cancel_on_disconnect=ON_DISCONNECT_CANCELS[request.on_disconnect],
     )
+
+
+def validate_subscription(run_id: str, streaming_mode: int) -> Mode:
+    """Check a SubscribeRun request's run id and mode; returns the mode."""
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidArgument(
+            "run_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'", field="run_id"
+        )
+    mode = mode_from_number(streaming_mode)
+    if mode is None:
+        raise InvalidArgument(f"streaming_mode {streaming_mode} is unknown", field="streaming_mode")
+    return mode
+
+
+def validate_run_id(run_id: str) -> str:
+    """Check a run id named by GetRun or CancelRun."""
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidArgument(
+            "run_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'", field="run_id"
+        )
+    return run_id
 
 
 def _check_metadata(metadata: Mapping[str, str]) -> None:

@@ -71,6 +71,34 @@ class ServerDraining(AgentStreamError):
     reason = "SERVER_DRAINING"
 
 
+class RunNotFound(AgentStreamError):
+    """No run with that id is known to the server."""
+
+    reason = "RUN_NOT_FOUND"
+
+
+class SeqOutOfRange(AgentStreamError):
+    """after_seq is past the run's last seq, or its events are no longer retained (see metadata)."""
+
+    reason = "SEQ_OUT_OF_RANGE"
+
+    @property
+    def last_seq(self) -> int:
+        """The run's last seq when the error was raised."""
+        return int(self.metadata.get("last_seq", "0"))
+
+    @property
+    def oldest_retained_seq(self) -> int:
+        """The oldest event the run still retains."""
+        return int(self.metadata.get("oldest_retained_seq", "0"))
+
+
+class TooManySubscribers(AgentStreamError):
+    """The run has as many subscribers as the server allows."""
+
+    reason = "TOO_MANY_SUBSCRIBERS"
+
+
 class LLMUpstreamError(AgentStreamError):
     """The run failed because the LLM endpoint failed (in-band)."""
 
@@ -113,6 +141,9 @@ ERRORS_BY_REASON: dict[str, type[AgentStreamError]] = {
         RunAlreadyExists,
         TooManyRuns,
         ServerDraining,
+        RunNotFound,
+        SeqOutOfRange,
+        TooManySubscribers,
         LLMUpstreamError,
         MaxStepsExceeded,
         RunTimedOut,

@@ -3,10 +3,12 @@
 isort:skip_file
 """
 
+from agentstream.v1 import message_pb2 as _message_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -19,6 +21,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _OnDisconnect:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OnDisconnectEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnDisconnect.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ON_DISCONNECT_UNSPECIFIED: _OnDisconnect.ValueType  # 0
+    """Same as ON_DISCONNECT_CANCEL."""
+    ON_DISCONNECT_CANCEL: _OnDisconnect.ValueType  # 1
+    """Cancel the run (the default)."""
+    ON_DISCONNECT_CONTINUE: _OnDisconnect.ValueType  # 2
+    """Let the run go on, to be picked up with SubscribeRun."""
+
+class OnDisconnect(_OnDisconnect, metaclass=_OnDisconnectEnumTypeWrapper):
+    """OnDisconnect says what happens to a StreamingRun's run when its caller goes away."""
+
+ON_DISCONNECT_UNSPECIFIED: OnDisconnect.ValueType  # 0
+"""Same as ON_DISCONNECT_CANCEL."""
+ON_DISCONNECT_CANCEL: OnDisconnect.ValueType  # 1
+"""Cancel the run (the default)."""
+ON_DISCONNECT_CONTINUE: OnDisconnect.ValueType  # 2
+"""Let the run go on, to be picked up with SubscribeRun."""
+Global___OnDisconnect: _TypeAlias = OnDisconnect  # noqa: Y015
 
 class _StreamingMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -90,6 +116,7 @@ class StreamingRunRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     CHUNK_WINDOW_MS_FIELD_NUMBER: _builtins.int
+    ON_DISCONNECT_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     """The user's input to the agent. Required, not blank, at most the server's size limit (1 MiB by default)."""
     agent: _builtins.str
@@ -108,6 +135,8 @@ class StreamingRunRequest(_message.Message):
     sees the same events. The first token after a quiet period is never delayed. Unset uses the server's
     default (AGENTSTREAM_CHUNK_WINDOW_MS, 0 = one chunk event per LLM delta).
     """
+    on_disconnect: Global___OnDisconnect.ValueType
+    """What happens to the run if the caller cancels or disconnects; unspecified means cancel."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form caller metadata, echoed in the headers of the run's first message."""
@@ -129,13 +158,268 @@ class StreamingRunRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         chunk_window_ms: _builtins.int | None = ...,
+        on_disconnect: Global___OnDisconnect.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "chunk_window_ms", b"chunk_window_ms", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "agent", b"agent", "chunk_window_ms", b"chunk_window_ms", "input", b"input", "metadata", b"metadata", "run_id", b"run_id", "session_id", b"session_id", "streaming_mode", b"streaming_mode", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "agent", b"agent", "chunk_window_ms", b"chunk_window_ms", "input", b"input", "metadata", b"metadata", "on_disconnect", b"on_disconnect", "run_id", b"run_id", "session_id", b"session_id", "streaming_mode", b"streaming_mode", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__chunk_window_ms: _TypeAlias = _typing.Literal["chunk_window_ms"]  # noqa: Y015
     _WhichOneofArgType__chunk_window_ms: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__chunk_window_ms) -> _WhichOneofReturnType__chunk_window_ms | None: ...
 
 Global___StreamingRunRequest: _TypeAlias = StreamingRunRequest  # noqa: Y015
+
+@_typing.final
+class StartRunRequest(_message.Message):
+    """StartRunRequest asks for a run to be started without streaming it; fields as in StreamingRunRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    INPUT_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    CHUNK_WINDOW_MS_FIELD_NUMBER: _builtins.int
+    input: _builtins.str
+    """The user's input to the agent. Required, not blank, at most the server's size limit."""
+    agent: _builtins.str
+    """The agent to run; empty selects the server's default agent."""
+    session_id: _builtins.str
+    """Optional caller session id, echoed on every message."""
+    run_id: _builtins.str
+    """Optional client-chosen run id; the server makes one when empty."""
+    chunk_window_ms: _builtins.int
+    """Optional chunk coalescing window in milliseconds (see StreamingRunRequest)."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Free-form caller metadata, echoed in the headers of the run's first message."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Optional limit on the run's wall time."""
+
+    def __init__(
+        self,
+        *,
+        input: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        chunk_window_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "chunk_window_ms", b"chunk_window_ms", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "agent", b"agent", "chunk_window_ms", b"chunk_window_ms", "input", b"input", "metadata", b"metadata", "run_id", b"run_id", "session_id", b"session_id", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__chunk_window_ms: _TypeAlias = _typing.Literal["chunk_window_ms"]  # noqa: Y015
+    _WhichOneofArgType__chunk_window_ms: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__chunk_window_ms) -> _WhichOneofReturnType__chunk_window_ms | None: ...
+
+Global___StartRunRequest: _TypeAlias = StartRunRequest  # noqa: Y015
+
+@_typing.final
+class StartRunResponse(_message.Message):
+    """StartRunResponse names the run that was started."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run's id."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartRunResponse: _TypeAlias = StartRunResponse  # noqa: Y015
+
+@_typing.final
+class SubscribeRunRequest(_message.Message):
+    """SubscribeRunRequest asks for a run's events from a position on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    STREAMING_MODE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run to follow."""
+    after_seq: _builtins.int
+    """Replay events with seq greater than this (0 = from the start)."""
+    streaming_mode: Global___StreamingMode.ValueType
+    """Which events to stream; unspecified means CORE. The terminal message always passes."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
+        streaming_mode: Global___StreamingMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "run_id", b"run_id", "streaming_mode", b"streaming_mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscribeRunRequest: _TypeAlias = SubscribeRunRequest  # noqa: Y015
+
+@_typing.final
+class CancelRunRequest(_message.Message):
+    """CancelRunRequest asks for a run to be stopped."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run to cancel."""
+    reason: _builtins.str
+    """Why; carried in the terminal message's msg."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunRequest: _TypeAlias = CancelRunRequest  # noqa: Y015
+
+@_typing.final
+class CancelRunResponse(_message.Message):
+    """CancelRunResponse says what the cancel did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALREADY_FINISHED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    already_finished: _builtins.bool
+    """True when the run had already finished, so nothing was cancelled."""
+    status: _message_pb2.TaskStatus.ValueType
+    """The run's status after the request (CANCELLED, or the final status it already had)."""
+    def __init__(
+        self,
+        *,
+        already_finished: _builtins.bool = ...,
+        status: _message_pb2.TaskStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_finished", b"already_finished", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class GetRunRequest(_message.Message):
+    """GetRunRequest names a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run to describe."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunRequest: _TypeAlias = GetRunRequest  # noqa: Y015
+
+@_typing.final
+class Run(_message.Message):
+    """Run describes a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run's id."""
+    agent: _builtins.str
+    """The agent it runs."""
+    status: _message_pb2.TaskStatus.ValueType
+    """Its status: RUNNING until it ends, then the terminal message's status."""
+    last_seq: _builtins.int
+    """The seq of its newest event."""
+    session_id: _builtins.str
+    """The caller-supplied session id."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was created."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ended (unset while running)."""
+
+    @_builtins.property
+    def response(self) -> _message_pb2.TaskPayload:
+        """The terminal task response, once there is one."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        status: _message_pb2.TaskStatus.ValueType = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        last_seq: _builtins.int = ...,
+        response: _message_pb2.TaskPayload | None = ...,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "created_at", b"created_at", "finished_at", b"finished_at", "last_seq", b"last_seq", "response", b"response", "run_id", b"run_id", "session_id", b"session_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Run: _TypeAlias = Run  # noqa: Y015

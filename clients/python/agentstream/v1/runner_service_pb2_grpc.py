@@ -41,6 +41,26 @@ class RunnerServiceStub:
                 request_serializer=agentstream_dot_v1_dot_runner__service__pb2.StreamingRunRequest.SerializeToString,
                 response_deserializer=agentstream_dot_v1_dot_message__pb2.Message.FromString,
                 _registered_method=True)
+        self.StartRun = channel.unary_unary(
+                '/agentstream.v1.RunnerService/StartRun',
+                request_serializer=agentstream_dot_v1_dot_runner__service__pb2.StartRunRequest.SerializeToString,
+                response_deserializer=agentstream_dot_v1_dot_runner__service__pb2.StartRunResponse.FromString,
+                _registered_method=True)
+        self.SubscribeRun = channel.unary_stream(
+                '/agentstream.v1.RunnerService/SubscribeRun',
+                request_serializer=agentstream_dot_v1_dot_runner__service__pb2.SubscribeRunRequest.SerializeToString,
+                response_deserializer=agentstream_dot_v1_dot_message__pb2.Message.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/agentstream.v1.RunnerService/CancelRun',
+                request_serializer=agentstream_dot_v1_dot_runner__service__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=agentstream_dot_v1_dot_runner__service__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/agentstream.v1.RunnerService/GetRun',
+                request_serializer=agentstream_dot_v1_dot_runner__service__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=agentstream_dot_v1_dot_runner__service__pb2.Run.FromString,
+                _registered_method=True)
 
 
 class RunnerServiceServicer:
@@ -58,6 +78,40 @@ class RunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartRun(self, request, context):
+        """StartRun starts a run without streaming it and returns its id, to be followed with SubscribeRun.
+        Fails like StreamingRun on a bad request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubscribeRun(self, request, context):
+        """SubscribeRun replays every retained event of a run with seq > after_seq (filtered by the mode), then
+        follows it live, then ends with the terminal message. A finished run replays and ends at once; with
+        after_seq equal to a finished run's last seq the stream is empty. Unknown run: NOT_FOUND; after_seq past
+        the last seq, or events after after_seq no longer retained: OUT_OF_RANGE with ErrorInfo metadata
+        `last_seq` / `oldest_retained_seq`; too many subscribers on the run: RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """CancelRun stops a run: its LLM call is closed, its tools cancelled, and every subscriber receives the
+        terminal message with status CANCELLED and the reason. Cancelling a finished run is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +119,26 @@ def add_RunnerServiceServicer_to_server(servicer, server):
                     servicer.StreamingRun,
                     request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.StreamingRunRequest.FromString,
                     response_serializer=agentstream_dot_v1_dot_message__pb2.Message.SerializeToString,
+            ),
+            'StartRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRun,
+                    request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.StartRunRequest.FromString,
+                    response_serializer=agentstream_dot_v1_dot_runner__service__pb2.StartRunResponse.SerializeToString,
+            ),
+            'SubscribeRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeRun,
+                    request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.SubscribeRunRequest.FromString,
+                    response_serializer=agentstream_dot_v1_dot_message__pb2.Message.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.CancelRunRequest.FromString,
+                    response_serializer=agentstream_dot_v1_dot_runner__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.GetRunRequest.FromString,
+                    response_serializer=agentstream_dot_v1_dot_runner__service__pb2.Run.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -95,6 +169,114 @@ class RunnerService:
             '/agentstream.v1.RunnerService/StreamingRun',
             agentstream_dot_v1_dot_runner__service__pb2.StreamingRunRequest.SerializeToString,
             agentstream_dot_v1_dot_message__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstream.v1.RunnerService/StartRun',
+            agentstream_dot_v1_dot_runner__service__pb2.StartRunRequest.SerializeToString,
+            agentstream_dot_v1_dot_runner__service__pb2.StartRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentstream.v1.RunnerService/SubscribeRun',
+            agentstream_dot_v1_dot_runner__service__pb2.SubscribeRunRequest.SerializeToString,
+            agentstream_dot_v1_dot_message__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstream.v1.RunnerService/CancelRun',
+            agentstream_dot_v1_dot_runner__service__pb2.CancelRunRequest.SerializeToString,
+            agentstream_dot_v1_dot_runner__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstream.v1.RunnerService/GetRun',
+            agentstream_dot_v1_dot_runner__service__pb2.GetRunRequest.SerializeToString,
+            agentstream_dot_v1_dot_runner__service__pb2.Run.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,23 @@ class RunnerServiceStub:
     the call closes with OK. A bad request fails the call with a status before any message.
     Cancelling the call (or its deadline passing) cancels the run.
     """
+    StartRun: _grpc.UnaryUnaryMultiCallable[_runner_service_pb2.StartRunRequest, _runner_service_pb2.StartRunResponse]
+    """StartRun starts a run without streaming it and returns its id, to be followed with SubscribeRun.
+    Fails like StreamingRun on a bad request.
+    """
+    SubscribeRun: _grpc.UnaryStreamMultiCallable[_runner_service_pb2.SubscribeRunRequest, _message_pb2.Message]
+    """SubscribeRun replays every retained event of a run with seq > after_seq (filtered by the mode), then
+    follows it live, then ends with the terminal message. A finished run replays and ends at once; with
+    after_seq equal to a finished run's last seq the stream is empty. Unknown run: NOT_FOUND; after_seq past
+    the last seq, or events after after_seq no longer retained: OUT_OF_RANGE with ErrorInfo metadata
+    `last_seq` / `oldest_retained_seq`; too many subscribers on the run: RESOURCE_EXHAUSTED.
+    """
+    CancelRun: _grpc.UnaryUnaryMultiCallable[_runner_service_pb2.CancelRunRequest, _runner_service_pb2.CancelRunResponse]
+    """CancelRun stops a run: its LLM call is closed, its tools cancelled, and every subscriber receives the
+    terminal message with status CANCELLED and the reason. Cancelling a finished run is not an error.
+    """
+    GetRun: _grpc.UnaryUnaryMultiCallable[_runner_service_pb2.GetRunRequest, _runner_service_pb2.Run]
+    """GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response."""
 
 @_typing.type_check_only
 class RunnerServiceAsyncStub(RunnerServiceStub):
@@ -54,6 +71,23 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
     the call closes with OK. A bad request fails the call with a status before any message.
     Cancelling the call (or its deadline passing) cancels the run.
     """
+    StartRun: _aio.UnaryUnaryMultiCallable[_runner_service_pb2.StartRunRequest, _runner_service_pb2.StartRunResponse]  # type: ignore[assignment]
+    """StartRun starts a run without streaming it and returns its id, to be followed with SubscribeRun.
+    Fails like StreamingRun on a bad request.
+    """
+    SubscribeRun: _aio.UnaryStreamMultiCallable[_runner_service_pb2.SubscribeRunRequest, _message_pb2.Message]  # type: ignore[assignment]
+    """SubscribeRun replays every retained event of a run with seq > after_seq (filtered by the mode), then
+    follows it live, then ends with the terminal message. A finished run replays and ends at once; with
+    after_seq equal to a finished run's last seq the stream is empty. Unknown run: NOT_FOUND; after_seq past
+    the last seq, or events after after_seq no longer retained: OUT_OF_RANGE with ErrorInfo metadata
+    `last_seq` / `oldest_retained_seq`; too many subscribers on the run: RESOURCE_EXHAUSTED.
+    """
+    CancelRun: _aio.UnaryUnaryMultiCallable[_runner_service_pb2.CancelRunRequest, _runner_service_pb2.CancelRunResponse]  # type: ignore[assignment]
+    """CancelRun stops a run: its LLM call is closed, its tools cancelled, and every subscriber receives the
+    terminal message with status CANCELLED and the reason. Cancelling a finished run is not an error.
+    """
+    GetRun: _aio.UnaryUnaryMultiCallable[_runner_service_pb2.GetRunRequest, _runner_service_pb2.Run]  # type: ignore[assignment]
+    """GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response."""
 
 class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
     """RunnerService runs LLM agents and streams everything they do."""
@@ -70,5 +104,46 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
         the call closes with OK. A bad request fails the call with a status before any message.
         Cancelling the call (or its deadline passing) cancels the run.
         """
+
+    @_abc_1.abstractmethod
+    def StartRun(
+        self,
+        request: _runner_service_pb2.StartRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_service_pb2.StartRunResponse, _abc.Awaitable[_runner_service_pb2.StartRunResponse]]:
+        """StartRun starts a run without streaming it and returns its id, to be followed with SubscribeRun.
+        Fails like StreamingRun on a bad request.
+        """
+
+    @_abc_1.abstractmethod
+    def SubscribeRun(
+        self,
+        request: _runner_service_pb2.SubscribeRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_message_pb2.Message], _abc.AsyncIterator[_message_pb2.Message]]:
+        """SubscribeRun replays every retained event of a run with seq > after_seq (filtered by the mode), then
+        follows it live, then ends with the terminal message. A finished run replays and ends at once; with
+        after_seq equal to a finished run's last seq the stream is empty. Unknown run: NOT_FOUND; after_seq past
+        the last seq, or events after after_seq no longer retained: OUT_OF_RANGE with ErrorInfo metadata
+        `last_seq` / `oldest_retained_seq`; too many subscribers on the run: RESOURCE_EXHAUSTED.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelRun(
+        self,
+        request: _runner_service_pb2.CancelRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_service_pb2.CancelRunResponse, _abc.Awaitable[_runner_service_pb2.CancelRunResponse]]:
+        """CancelRun stops a run: its LLM call is closed, its tools cancelled, and every subscriber receives the
+        terminal message with status CANCELLED and the reason. Cancelling a finished run is not an error.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRun(
+        self,
+        request: _runner_service_pb2.GetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_service_pb2.Run, _abc.Awaitable[_runner_service_pb2.Run]]:
+        """GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response."""
 
 def add_RunnerServiceServicer_to_server(servicer: RunnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
