@@ -52,9 +52,7 @@ def run(
     """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status."""
     from service.cli_run import stream_run
 
-    if mode.lower() not in MODES:
-        typer.echo(f"error: --mode must be one of {', '.join(MODES)}", err=True)
-        raise typer.Exit(2)
+    _check_mode(mode)
     code = asyncio.run(
         stream_run(
             prompt,
@@ -67,6 +65,41 @@ def run(
         )
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def attach(
+    run_id: Annotated[str, typer.Argument(help="The run to follow.")],
+    after_seq: Annotated[int, typer.Option(help="Replay events after this seq (0: from the start).")] = 0,
+    mode: Annotated[str, typer.Option(help=f"Streaming mode: {', '.join(MODES)}.")] = "core",
+    target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
+) -> None:
+    """Follow an existing run (replay, then live); exit status as for run."""
+    from service.cli_run import attach_run
+
+    _check_mode(mode)
+    raise typer.Exit(
+        asyncio.run(attach_run(run_id, after_seq=after_seq, mode=mode.lower(), target=target, json_lines=json_lines))
+    )
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
+    reason: Annotated[str, typer.Option(help="Why; shown in the run's terminal message.")] = "cancelled from the CLI",
+    target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
+) -> None:
+    """Cancel a run; exit 0 when it is cancelled or had already finished, 2 on an error status."""
+    from service.cli_run import cancel_run
+
+    raise typer.Exit(asyncio.run(cancel_run(run_id, reason=reason, target=target)))
+
+
+def _check_mode(mode: str) -> None:
+    if mode.lower() not in MODES:
+        typer.echo(f"error: --mode must be one of {', '.join(MODES)}", err=True)
+        raise typer.Exit(2)
 
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:

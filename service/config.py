@@ -30,6 +30,7 @@ class Settings:
     completed_run_ttl_s: float = 300.0
     max_unread_events: int = 10_000
     max_retained_events: int = 100_000
+    max_subscribers_per_run: int = 64
     chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
 
@@ -111,6 +112,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_COMPLETED_RUN_TTL": ("completed_run_ttl_s", _non_negative_float),
     "AGENTSTREAM_MAX_UNREAD": ("max_unread_events", _positive_int),
     "AGENTSTREAM_MAX_RETAINED": ("max_retained_events", _positive_int),
+    "AGENTSTREAM_MAX_SUBSCRIBERS": ("max_subscribers_per_run", _positive_int),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
 }

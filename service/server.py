@@ -66,6 +66,7 @@ async def start_server(settings: Settings) -> RunningServer:
             completed_run_ttl_s=settings.completed_run_ttl_s,
             max_unread_events=settings.max_unread_events,
             max_retained_events=settings.max_retained_events,
+            max_subscribers_per_run=settings.max_subscribers_per_run,
             chunk_window_ms=settings.chunk_window_ms,
         ),
     )

@@ -72,3 +72,29 @@ async def test_serve_refuses_to_start_on_a_malformed_setting() -> None:
     out, _ = await process.communicate()
     assert process.returncode == 1
     assert "AGENTSTREAM_MAX_RUNS" in out.decode()
+
+
+async def test_attach_replays_a_run_and_cancel_stops_one(fake_llm: FakeLLM, server: RunningServer) -> None:
+    from agentstream import Client
+    from tests.support.fakellm import Stall, Text
+
+    target = f"127.0.0.1:{server.port}"
+    fake_llm.script(Text(["done ", "here"]), Stall(["Hel"]))
+    async with Client(target) as client:
+        finished_id = await client.start_run("first")
+        async for _ in client.subscribe_run(finished_id):
+            pass
+        code, out, _ = await cli("attach", finished_id, "--target", target)
+        assert code == 0
+        assert "done here" in out
+        live_id = await client.start_run("second")
+        assert await fake_llm.wait_requests(2, 5)
+        code, out, _ = await cli("cancel", live_id, "--reason", "enough", "--target", target)
+        assert code == 0
+        assert f"run {live_id} cancelled: CANCELLED" in out
+        code, out, _ = await cli("attach", live_id, "--target", target)
+        assert code == 1
+        assert "enough" in out
+        code, _, err = await cli("cancel", "ghost", "--target", target)
+        assert code == 2
+        assert "RUN_NOT_FOUND" in err

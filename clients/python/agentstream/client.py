@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from agentstream.errors import from_rpc_error
-from agentstream.messages import Message, from_proto
-from agentstream.types import StreamingMode
+from agentstream.errors import TransportError, from_rpc_error
+from agentstream.messages import Message, TaskResponse, from_proto, task_response
+from agentstream.types import StreamingMode, TaskStatus
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 
@@ -33,6 +35,7 @@ def build_request(
     metadata: Mapping[str, str] | None,
     timeout: float | None,
     chunk_window_ms: int | None = None,
+    continue_on_disconnect: bool = False,
 ) -> rpb.StreamingRunRequest:
     """The StreamingRunRequest for these arguments (timeout is the run's server-side limit, in seconds)."""
     request = rpb.StreamingRunRequest(
@@ -47,7 +50,32 @@ def build_request(
         request.timeout.FromNanoseconds(int(timeout * 1e9))
     if chunk_window_ms is not None:
         request.chunk_window_ms = chunk_window_ms
+    if continue_on_disconnect:
+        request.on_disconnect = rpb.ON_DISCONNECT_CONTINUE
     return request
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the server says about a run (GetRun)."""
+
+    run_id: str
+    agent: str
+    session_id: str
+    status: TaskStatus
+    last_seq: int
+    response: TaskResponse | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What CancelRun did."""
+
+    already_finished: bool
+    status: TaskStatus
+
+
+RESUME_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 class Client:
@@ -88,13 +116,13 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
         chunk_window_ms: int | None = None,
+        continue_on_disconnect: bool = False,
     ) -> AsyncGenerator[Message, None]:
         """Start a run and yield its messages; the last is the terminal TaskMessage.
 
+        Raises a typed AgentStreamError when the call fails; stopping early cancels the call, which cancels
+        the run on the server unless ``continue_on_disconnect`` (then pick it up with subscribe_run).
         ``chunk_window_ms`` merges token deltas arriving within the window into one chunk (None: server default).
-
-        Raises a typed AgentStreamError when the call fails; stopping early cancels the call, which
-        cancels the run on the server.
         """
         request = build_request(
             input,
@@ -105,6 +133,7 @@ class Client:
             metadata=metadata,
             timeout=timeout,
             chunk_window_ms=chunk_window_ms,
+            continue_on_disconnect=continue_on_disconnect,
         )
         call = self._stub.StreamingRun(request, metadata=self._call_metadata)
         try:
@@ -114,3 +143,93 @@ class Client:
             raise from_rpc_error(error) from None
         finally:
             call.cancel()
+
+    async def start_run(
+        self,
+        input: str,
+        *,
+        agent: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        chunk_window_ms: int | None = None,
+    ) -> str:
+        """Start a run without streaming it; returns its run id (follow it with subscribe_run)."""
+        request = rpb.StartRunRequest(
+            input=input,
+            agent=agent or "",
+            session_id=session_id or "",
+            run_id=run_id or "",
+            metadata=dict(metadata or {}),
+        )
+        if timeout is not None:
+            request.timeout.FromNanoseconds(int(timeout * 1e9))
+        if chunk_window_ms is not None:
+            request.chunk_window_ms = chunk_window_ms
+        try:
+            response = await self._stub.StartRun(request, metadata=self._call_metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return response.run_id
+
+    async def subscribe_run(
+        self,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        streaming_mode: StreamingMode | int = StreamingMode.CORE,
+        resume: bool = False,
+        max_attempts: int = len(RESUME_BACKOFF_S),
+    ) -> AsyncGenerator[Message, None]:
+        """Yield a run's events with seq > after_seq, then live ones, ending with the terminal message.
+
+        With ``resume=True`` a transport failure (server restart, network drop) re-subscribes from the last
+        seq yielded, with backoff, so the loop sees no duplicate and no gap; it gives up after
+        ``max_attempts`` consecutive failures. Errors the server reports (unknown run, seq out of range)
+        are raised at once.
+        """
+        position = after_seq
+        failures = 0
+        while True:
+            request = rpb.SubscribeRunRequest(run_id=run_id, after_seq=position, streaming_mode=int(streaming_mode))  # type: ignore[arg-type]
+            call = self._stub.SubscribeRun(request, metadata=self._call_metadata)
+            try:
+                async for message in call:
+                    failures = 0
+                    position = message.seq
+                    yield from_proto(message)
+                return
+            except grpc.RpcError as error:
+                typed = from_rpc_error(error)
+                if not resume or not isinstance(typed, TransportError) or failures >= max_attempts:
+                    raise typed from None
+                await asyncio.sleep(RESUME_BACKOFF_S[min(failures, len(RESUME_BACKOFF_S) - 1)])
+                failures += 1
+            finally:
+                call.cancel()
+
+    async def cancel_run(self, run_id: str, reason: str = "") -> CancelResult:
+        """Cancel a run; every subscriber gets its terminal message with status CANCELLED and the reason."""
+        try:
+            response = await self._stub.CancelRun(
+                rpb.CancelRunRequest(run_id=run_id, reason=reason), metadata=self._call_metadata
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return CancelResult(response.already_finished, TaskStatus(response.status))
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """Describe a run: agent, status, last seq and, once it ended, its terminal response."""
+        try:
+            run = await self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=self._call_metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return RunInfo(
+            run_id=run.run_id,
+            agent=run.agent,
+            session_id=run.session_id,
+            status=TaskStatus(run.status),
+            last_seq=run.last_seq,
+            response=task_response(run.response) if run.HasField("response") else None,
+        )

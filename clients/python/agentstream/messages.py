@@ -210,6 +210,11 @@ def _action(action: pb.ActionModel) -> ActionModel:
     )
 
 
+def task_response(task: pb.TaskPayload) -> TaskResponse:
+    """The SDK form of a wire TaskPayload."""
+    return _task(task)
+
+
 def _task(task: pb.TaskPayload) -> TaskResponse:
     return TaskResponse(
         status=TaskStatus(task.status) if task.status in TaskStatus._value2member_map_ else TaskStatus.UNSPECIFIED,
