@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BUF := .ci/tools/node_modules/.bin/buf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install tools proto lint format typecheck unit test check demo clean bench bench-quick
+.PHONY: redis-server install tools proto lint format typecheck unit test check demo clean bench bench-quick
 
 install: $(VENV)/.installed
 
@@ -36,7 +37,10 @@ format: install
 typecheck: install
 	$(PY) -m mypy
 
-unit: install tools
+redis-server: ## the tests start their own redis-server; install it from Debian when missing
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+unit: install tools redis-server
 	$(PY) -m pytest
 
 test: lint typecheck unit ## everything CI runs

@@ -22,19 +22,25 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one [default: 50051].")] = None,
     agents: Annotated[Path | None, typer.Option(help="Agents TOML file.", exists=True, dir_okay=False)] = None,
     grace: Annotated[float | None, typer.Option(help="Seconds live runs get on shutdown [default: 10].")] = None,
+    store: Annotated[
+        str | None, typer.Option(help="Run store: 'memory' or redis://HOST:PORT/DB [default: $AGENTSTREAM_STORE].")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Start the gRPC server; SIGTERM/SIGINT drain it gracefully."""
     from service.config import Settings
+    from service.redis_store import RedisUnavailable
     from service.server import serve as run_server
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
     )
     try:
-        settings = Settings.from_env().with_overrides(host=host, port=port, agents_file=agents, shutdown_grace_s=grace)
+        settings = Settings.from_env().with_overrides(
+            host=host, port=port, agents_file=agents, shutdown_grace_s=grace, store=store
+        )
         run_event_loop(run_server(settings))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RedisUnavailable) as exc:
         logging.getLogger("agentstream").error("cannot start: %s", exc)
         raise typer.Exit(1) from None
 

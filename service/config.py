@@ -31,10 +31,14 @@ class Settings:
     max_unread_events: int = 10_000
     max_retained_events: int = 100_000
     max_subscribers_per_run: int = 64
+    store: str = "memory"
+    lease_s: float = 10.0
     chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
 
     def __post_init__(self) -> None:
+        if self.store != "memory" and not self.store.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"AGENTSTREAM_STORE must be 'memory' or a redis:// URL, not {self.store!r}")
         if not 0 < self.max_unread_events < self.max_retained_events:
             raise ValueError(
                 f"AGENTSTREAM_MAX_UNREAD ({self.max_unread_events}) must be below "
@@ -113,6 +117,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_UNREAD": ("max_unread_events", _positive_int),
     "AGENTSTREAM_MAX_RETAINED": ("max_retained_events", _positive_int),
     "AGENTSTREAM_MAX_SUBSCRIBERS": ("max_subscribers_per_run", _positive_int),
+    "AGENTSTREAM_STORE": ("store", str),
+    "AGENTSTREAM_LEASE": ("lease_s", _positive_float),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
 }

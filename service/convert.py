@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from google.protobuf import struct_pb2
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
-from service.runs import RunInfo
 from service.runtime.events import (
     Action,
     AgentStep,
@@ -26,6 +25,9 @@ from service.runtime.events import (
     Usage,
 )
 from service.validation import RunRequest
+
+if TYPE_CHECKING:
+    from service.runs import RunInfo
 
 TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.RUNNING: pb.TASK_STATUS_RUNNING,

@@ -24,6 +24,7 @@ from service.errors import (
     TooManyRuns,
     TooManySubscribers,
 )
+from service.redis_store import RedisStore
 from service.runlog import EventsNotRetained, RunLog
 from service.runtime.agents import AgentSpec
 from service.runtime.events import (
@@ -251,8 +252,15 @@ class RunManager:
     """Admits runs (agent lookup, run-id uniqueness, concurrency limit, draining) and keeps track of them."""
 
     def __init__(
-        self, agents: dict[str, AgentSpec], default_agent: str, model_for: ModelFactory, limits: RunLimits
+        self,
+        agents: dict[str, AgentSpec],
+        default_agent: str,
+        model_for: ModelFactory,
+        limits: RunLimits,
+        store: RedisStore | None = None,
     ) -> None:
+        self.store = store
+        """The shared run store when runs are shared across replicas (redis), else None."""
         self._agents = agents
         self._default_agent = default_agent
         self._model_for = model_for
@@ -271,7 +279,7 @@ class RunManager:
         """The run with this id, live or recently finished."""
         return self._runs.get(run_id)
 
-    def start(self, request: ValidRunRequest, *, paced: bool = True) -> Run:
+    async def start(self, request: ValidRunRequest, *, paced: bool = True) -> Run:
         """Admit and start a run; raises the error-table error that says why a run cannot start.
 
         ``paced``: the caller will follow the run with ``log.follow(pace=True)`` (StreamingRun does).
@@ -296,6 +304,8 @@ class RunManager:
                 f"server is at its limit of {self._limits.max_concurrent_runs} concurrent runs; retry later",
                 metadata={"limit": str(self._limits.max_concurrent_runs)},
             )
+        if self.store is not None:
+            await self.store.claim(run_id, agent.name, request.session_id, time.time())
         timeout_s = self._limits.run_timeout_s
         if request.timeout_s is not None:
             timeout_s = min(timeout_s, request.timeout_s)
@@ -313,6 +323,8 @@ class RunManager:
         self._runs[run_id] = run
         self._live.add(run)
         run.start(self._model_for(agent), on_done=self._on_run_done)
+        if self.store is not None:
+            self.store.mirror(run.log, run.cancel)
         logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
         return run
 
@@ -343,7 +355,9 @@ class RunManager:
         return run
 
     async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
-        """Cancel a run and wait for its end; returns (it had already finished, its final status)."""
+        """Cancel a run (on whichever replica runs it) and wait for its end; returns (already finished, status)."""
+        if self.store is not None and run_id not in self._runs:
+            return await self.store.cancel(run_id, reason or "cancelled by CancelRun")
         run = self.find(run_id)
         already_finished = run.done
         run.cancel(reason or "cancelled by CancelRun")

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.config import Settings
+from service.redis_store import RedisStore
 from service.runs import RunLimits, RunManager
 from service.runtime.agents import AgentCatalog, default_agents, load_agents
 from service.runtime.provider import ModelProvider
@@ -35,6 +36,8 @@ class RunningServer:
     runs: RunManager
     health: health.aio.HealthServicer
     models: ModelProvider
+    store: RedisStore | None = None
+    watcher: asyncio.Task[None] | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Graceful stop: NOT_SERVING, refuse new runs, let live runs finish for grace_s, cancel the rest."""
@@ -43,6 +46,10 @@ class RunningServer:
         self.runs.begin_drain()
         await self.runs.drain(grace_s)
         await self.server.stop(STREAM_FLUSH_GRACE_S)
+        if self.watcher is not None:
+            self.watcher.cancel()
+        if self.store is not None:
+            await self.store.close()
         await self.models.aclose()
         logger.info("stopped")
 
@@ -55,6 +62,15 @@ def load_catalog(settings: Settings) -> AgentCatalog:
 async def start_server(settings: Settings) -> RunningServer:
     """Start a server on settings.host:settings.port (port 0 picks a free one) and return it running."""
     catalog = load_catalog(settings)
+    store = None
+    if settings.store != "memory":
+        store = RedisStore(
+            settings.store,
+            lease_s=settings.lease_s,
+            ttl_s=settings.completed_run_ttl_s,
+            max_retained=settings.max_retained_events,
+        )
+        await store.connect()  # refuses to start, with the URL, when Redis does not answer
     models = ModelProvider(settings)
     runs = RunManager(
         catalog.agents,
@@ -69,6 +85,7 @@ async def start_server(settings: Settings) -> RunningServer:
             max_subscribers_per_run=settings.max_subscribers_per_run,
             chunk_window_ms=settings.chunk_window_ms,
         ),
+        store,
     )
     server = grpc.aio.server()
     rpb_grpc.add_RunnerServiceServicer_to_server(RunnerServicer(runs, max_input_bytes=settings.max_input_bytes), server)
@@ -90,8 +107,22 @@ async def start_server(settings: Settings) -> RunningServer:
         ", ".join(sorted(catalog.agents)),
         catalog.default,
     )
+    watcher = asyncio.create_task(_watch_store(store, health_servicer)) if store is not None else None
+    logger.info("run store: %s", "memory (this process)" if store is None else f"redis, replica {store.replica_id}")
     logger.info("listening on %s:%d", settings.host, port)
-    return RunningServer(server, port, runs, health_servicer, models)
+    return RunningServer(server, port, runs, health_servicer, models, store, watcher)
+
+
+async def _watch_store(store: RedisStore, health_servicer: health.aio.HealthServicer) -> None:
+    """Health follows the run store: NOT_SERVING while Redis is unreachable, SERVING once it is back."""
+    serving = True
+    while True:
+        await asyncio.sleep(0.5)
+        if store.healthy != serving:
+            serving = store.healthy
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", SERVICE_NAME):
+                await health_servicer.set(name, status)
 
 
 async def serve(settings: Settings) -> None:

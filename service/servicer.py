@@ -23,6 +23,7 @@ from service.convert import (
 from service.errors import ERROR_DOMAIN, AgentStreamError
 from service.modes import MODE_CATEGORIES, passes
 from service.runs import RunManager
+from service.runtime.events import TASK_RESPONSE_TOPIC
 from service.validation import validate_run_id, validate_run_request, validate_subscription
 
 logger = logging.getLogger("agentstream.servicer")
@@ -57,7 +58,7 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         """Start a run and stream its events, filtered by the request's mode, ending with the terminal one."""
         try:
             valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-            run = self._runs.start(valid)
+            run = await self._runs.start(valid)
         except AgentStreamError as error:
             await _abort(context, error)
             return
@@ -77,7 +78,7 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         """Start a run that goes on without a caller; returns its id."""
         try:
             valid = validate_run_request(start_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-            run = self._runs.start(valid, paced=False)
+            run = await self._runs.start(valid, paced=False)
         except AgentStreamError as error:
             await _abort(context, error)
             raise AssertionError("unreachable: abort raises") from None
@@ -87,13 +88,23 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         self, request: rpb.SubscribeRunRequest, context: grpc.aio.ServicerContext[rpb.SubscribeRunRequest, pb.Message]
     ) -> AsyncIterator[pb.Message]:
         """Replay a run's retained events after after_seq, follow it live, end with the terminal message."""
+        store = self._runs.store
         try:
             mode = validate_subscription(request.run_id, int(request.streaming_mode))
-            records = self._runs.subscribe(request.run_id, request.after_seq)
+            if store is not None and self._runs.get(request.run_id) is None:
+                remote = await store.follow(request.run_id, request.after_seq)
+            else:
+                remote = None
+                records = self._runs.subscribe(request.run_id, request.after_seq)
         except AgentStreamError as error:
             await _abort(context, error)
             return
         categories = MODE_CATEGORIES[mode]
+        if remote is not None:  # a run executing on another replica: its events come from the store
+            async for message in remote:
+                if categories is None or message.category in categories or message.topic == TASK_RESPONSE_TOPIC:
+                    yield message
+            return
         try:
             async for record in records:
                 if passes(categories, record):
@@ -118,8 +129,12 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext[rpb.GetRunRequest, rpb.Run]
     ) -> rpb.Run:
         """Describe a run."""
+        store = self._runs.store
         try:
-            run = self._runs.find(validate_run_id(request.run_id))
+            run_id = validate_run_id(request.run_id)
+            if store is not None and self._runs.get(run_id) is None:
+                return await store.describe_run(run_id)
+            run = self._runs.find(run_id)
         except AgentStreamError as error:
             await _abort(context, error)
             raise AssertionError("unreachable: abort raises") from None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+import redis
 
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.config import Settings
 from service.server import RunningServer, start_server
 from tests.support.fakellm import FakeLLM
+from tests.support.redis_server import redis_server
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 
@@ -28,6 +30,25 @@ instructions = "You test things."
 tools = ["calculator", "tests.support.tools:explode", "tests.support.tools:wait_forever"]
 max_steps = 3
 """
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the whole session (each test using it starts from an empty database)."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> str:
+    """The run store a test runs against: the behaviour suite runs on both backends."""
+    if request.param == "memory":
+        return "memory"
+    url: str = request.getfixturevalue("redis_url")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
 
 
 @pytest.fixture

@@ -49,7 +49,8 @@ async def test_start_run_then_subscribe_replays_everything_in_seq_order(
         assert [type(m).__name__ for m in chunk_only] == ["ChunkMessage"] * 3 + ["TaskMessage"]
 
 
-async def test_several_subscribers_see_the_same_events_live(fake_llm: FakeLLM, server: RunningServer) -> None:
+async def test_several_subscribers_see_the_same_events_live(fake_llm: FakeLLM, start: StartServer, store: str) -> None:
+    server = await start(store=store)
     fake_llm.script(Text([f"t{i} " for i in range(50)], delay_s=0.005))
     async with Client(target(server)) as client:
         run_id = await client.start_run("hi")
@@ -62,8 +63,9 @@ async def test_several_subscribers_see_the_same_events_live(fake_llm: FakeLLM, s
 
 
 async def test_cancel_run_ends_every_subscriber_with_the_reason_and_closes_the_llm_call(
-    fake_llm: FakeLLM, server: RunningServer
+    fake_llm: FakeLLM, start: StartServer, store: str
 ) -> None:
+    server = await start(store=store)
     fake_llm.script(Stall(["Hel"]))
     async with Client(target(server)) as client:
         run_id = await client.start_run("hi")
@@ -88,7 +90,8 @@ async def test_cancel_run_ends_every_subscriber_with_the_reason_and_closes_the_l
         assert info.last_seq == terminal.seq
 
 
-async def test_unknown_and_malformed_run_ids(server: RunningServer) -> None:
+async def test_unknown_and_malformed_run_ids(start: StartServer, store: str) -> None:
+    server = await start(store=store)
     async with Client(target(server)) as client:
         with pytest.raises(agentstream.RunNotFound):
             await client.get_run("nope")
@@ -101,8 +104,9 @@ async def test_unknown_and_malformed_run_ids(server: RunningServer) -> None:
 
 
 async def test_continue_on_disconnect_lets_the_run_finish_for_a_later_subscriber(
-    fake_llm: FakeLLM, server: RunningServer
+    fake_llm: FakeLLM, start: StartServer, store: str
 ) -> None:
+    server = await start(store=store)
     fake_llm.script(Text([f"t{i} " for i in range(20)], delay_s=0.01))
     async with Client(target(server)) as client:
         stream = client.streaming_run("hi", streaming_mode=StreamingMode.CHUNK, continue_on_disconnect=True)

@@ -33,7 +33,7 @@ async def terminals(runs: RunManager, run_id: str) -> list[TaskFinished]:
 
 async def test_a_run_cancelled_before_its_first_step_still_ends_with_one_terminal_event() -> None:
     runs = manager()
-    run = runs.start(request("early"))
+    run = await runs.start(request("early"))
     run.cancel("changed my mind")
     await run.wait()
     (terminal,) = await terminals(runs, "early")
@@ -44,7 +44,7 @@ async def test_a_run_cancelled_before_its_first_step_still_ends_with_one_termina
 
 async def test_a_run_cancelled_mid_way_ends_cancelled_after_its_earlier_events() -> None:
     runs = manager()
-    run = runs.start(request("mid"))
+    run = await runs.start(request("mid"))
     async for record in run.log.follow():
         if record.event.category == "chunk":
             run.cancel("stop")
@@ -58,15 +58,15 @@ async def test_a_run_cancelled_mid_way_ends_cancelled_after_its_earlier_events()
 async def test_admission_errors() -> None:
     runs = manager(max_runs=1)
     with pytest.raises(AgentNotFound):
-        runs.start(request(agent="ghost"))
-    first = runs.start(request("one"))
+        await runs.start(request(agent="ghost"))
+    first = await runs.start(request("one"))
     with pytest.raises(RunAlreadyExists):
-        runs.start(request("one"))
+        await runs.start(request("one"))
     with pytest.raises(TooManyRuns):
-        runs.start(request("two"))
+        await runs.start(request("two"))
     runs.begin_drain()
     with pytest.raises(ServerDraining):
-        runs.start(request("three"))
+        await runs.start(request("three"))
     await runs.drain(0)
     assert first.done
     assert runs.live_runs == 0

@@ -1,0 +1,322 @@
+"""Runs shared across replicas on Redis: run registry, event logs (Streams), leases and cancel routing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from agentstream.v1 import message_pb2 as pb
+from agentstream.v1 import runner_service_pb2 as rpb
+from service.convert import TASK_STATUS_TO_PROTO, to_proto
+from service.errors import RunAlreadyExists, RunNotFound, SeqOutOfRange
+from service.runlog import EventsNotRetained, RunLog
+from service.runtime.events import TASK_RESPONSE_TOPIC, TaskStatus
+
+logger = logging.getLogger("agentstream.redis")
+
+PREFIX = "agentstream"
+MIRROR_BATCH = 512
+BLOCK_MS = 500
+
+# Appends the interrupted terminal only if the executor's lease is gone and the log's top is still `top`.
+_INTERRUPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local top_id = '0-0'
+if #top > 0 then
+  top_id = top[1][1]
+  local fields = top[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 't' and fields[i + 1] == '1' then return 0 end
+  end
+end
+if top_id ~= ARGV[1] then return -1 end
+redis.call('XADD', KEYS[1], ARGV[2], 'm', ARGV[3], 't', '1')
+redis.call('HSET', KEYS[3], 'status', ARGV[4], 'finished_at', ARGV[5], 'last_seq', ARGV[6], 'terminal', ARGV[7])
+return 1
+"""
+
+STATUS_BY_NAME = {status.value: status for status in TaskStatus}
+PROTO_TO_STATUS = {value: status for status, value in TASK_STATUS_TO_PROTO.items()}
+
+
+def _key(run_id: str, suffix: str = "") -> str:
+    return f"{PREFIX}:run:{{{run_id}}}{suffix}"
+
+
+def _seq_of(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis cannot be reached."""
+
+
+class RedisStore:
+    """The Redis side of runs: every replica can describe, follow and cancel any run."""
+
+    def __init__(self, url: str, *, lease_s: float = 10.0, ttl_s: float = 300.0, max_retained: int = 100_000) -> None:
+        self.replica_id = uuid.uuid4().hex[:12]
+        # redis-py's async client is typed with sync/async unions on every command; treat replies as Any.
+        self._redis: Any = aioredis.Redis.from_url(url)
+        self._url = url
+        self._lease_ms = int(lease_s * 1000)
+        self._ttl_s = int(max(ttl_s, 1))
+        self._max_retained = max_retained
+        self._interrupt = self._redis.register_script(_INTERRUPT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._local: dict[str, Callable[[str], None]] = {}
+        self.healthy = True
+
+    async def connect(self) -> None:
+        """Check that Redis answers; raises RedisUnavailable with the URL otherwise."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {self._url}: {exc}") from None
+        self._spawn(self._renew_leases())
+        self._spawn(self._watch_control())
+
+    async def close(self) -> None:
+        """Stop the background tasks and close the connection pool."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._redis.aclose()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------------------------- executing side
+
+    async def claim(self, run_id: str, agent: str, session_id: str, created_at: float) -> None:
+        """Register a new run owned by this replica; raises RunAlreadyExists if any replica knows the id."""
+        if not await self._redis.hsetnx(_key(run_id), "owner", self.replica_id):
+            raise RunAlreadyExists(f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                _key(run_id),
+                mapping={"agent": agent, "session_id": session_id, "created_at": repr(created_at), "status": "running",
+                         "last_seq": 0},
+            )  # fmt: skip
+            pipe.set(_key(run_id, ":lease"), self.replica_id, px=self._lease_ms)
+            await pipe.execute()
+
+    def mirror(self, log: RunLog, cancel: Callable[[str], None]) -> None:
+        """Copy a local run's log to Redis as it grows; ``cancel`` stops the run (cancel requests, Redis loss)."""
+        self._local[log.run_id] = cancel
+        self._spawn(self._mirror(log, cancel))
+
+    async def _mirror(self, log: RunLog, cancel: Callable[[str], None]) -> None:
+        key, hkey = _key(log.run_id, ":events"), _key(log.run_id)
+        pending: list[Any] = []
+        try:
+            async for record in log.follow():
+                pending.append(record)
+                if len(pending) < MIRROR_BATCH and record.seq < log.last_seq and not record.is_terminal:
+                    continue
+                await self._flush(key, hkey, log.run_id, pending)
+                pending = []
+        except (RedisError, OSError) as exc:
+            self.healthy = False
+            logger.error("run %s: lost Redis while mirroring: %s", log.run_id, exc)
+            cancel(f"lost the run store (Redis): {exc}")
+        except EventsNotRetained:
+            cancel("the run store (Redis) fell behind the run's log")
+        finally:
+            self._local.pop(log.run_id, None)
+
+    async def _flush(self, key: str, hkey: str, run_id: str, records: list[Any]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                message = to_proto(record).SerializeToString()
+                fields: dict[str, Any] = {"m": message, "t": "1" if record.is_terminal else "0"}
+                pipe.xadd(key, fields, id=f"{record.seq}-0", maxlen=self._max_retained, approximate=True)
+            last = records[-1]
+            pipe.hset(hkey, "last_seq", last.seq)
+            if last.is_terminal:
+                terminal = to_proto(last).task
+                pipe.hset(
+                    hkey,
+                    mapping={"status": PROTO_TO_STATUS[terminal.status].value, "finished_at": repr(time.time()),
+                             "terminal": terminal.SerializeToString()},
+                )  # fmt: skip
+                pipe.delete(_key(run_id, ":lease"))
+                for suffix in ("", ":events"):
+                    pipe.expire(_key(run_id, suffix), self._ttl_s)
+            results = await pipe.execute(raise_on_error=False)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            raise errors[0] if isinstance(errors[0], RedisError) else RedisError(str(errors[0]))
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for run_id in list(self._local):
+                        pipe.set(_key(run_id, ":lease"), self.replica_id, px=self._lease_ms)
+                    pipe.ping()
+                    await pipe.execute()
+                self.healthy = True
+            except (RedisError, OSError) as exc:
+                if self.healthy:
+                    logger.error("lost Redis: %s", exc)
+                self.healthy = False
+
+    async def _watch_control(self) -> None:
+        stream = f"{PREFIX}:replica:{self.replica_id}:control"
+        last = "$"
+        while True:
+            try:
+                replies = await self._redis.xread({stream: last}, block=BLOCK_MS, count=100)
+            except (RedisError, OSError):
+                await asyncio.sleep(BLOCK_MS / 1000)
+                continue
+            for _, entries in replies or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    cancel = self._local.get(fields[b"run_id"].decode())
+                    if cancel is not None:
+                        cancel(fields.get(b"reason", b"").decode() or "cancelled by CancelRun")
+
+    # ---------------------------------------------------------------------------------------- any replica
+
+    async def describe(self, run_id: str) -> dict[bytes, bytes]:
+        """The run's registry entry; raises RunNotFound. A run whose executor is gone is ended as interrupted."""
+        entry: dict[bytes, bytes] = await self._redis.hgetall(_key(run_id))
+        if not entry or b"agent" not in entry:
+            raise RunNotFound(
+                f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id}
+            )
+        if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned(run_id):
+            entry = await self._redis.hgetall(_key(run_id))
+        return entry
+
+    async def request_cancel(self, run_id: str, reason: str) -> None:
+        """Route a cancel to the replica executing the run."""
+        owner = await self._redis.hget(_key(run_id), "owner")
+        if owner is not None:
+            await self._redis.xadd(
+                f"{PREFIX}:replica:{owner.decode()}:control", {"run_id": run_id, "reason": reason}, maxlen=1000
+            )
+
+    async def follow(self, run_id: str, after_seq: int) -> AsyncIterator[pb.Message]:
+        """Yield the run's events with seq > after_seq from Redis, live, until the terminal one."""
+        key = _key(run_id, ":events")
+        await self.describe(run_id)
+        top = await self._redis.xrevrange(key, count=1)
+        last_seq = _seq_of(top[0][0]) if top else 0
+        first = await self._redis.xrange(key, count=1)
+        oldest = _seq_of(first[0][0]) if first else 1
+        if after_seq > last_seq:
+            raise SeqOutOfRange(
+                f"after_seq {after_seq} is past run {run_id}'s last seq {last_seq}",
+                field="after_seq",
+                metadata={"last_seq": str(last_seq), "oldest_retained_seq": str(oldest)},
+            )
+        if after_seq + 1 < oldest:
+            raise SeqOutOfRange(
+                f"run {run_id} no longer retains the events after seq {after_seq}; the oldest retained is {oldest}",
+                field="after_seq",
+                metadata={"last_seq": str(last_seq), "oldest_retained_seq": str(oldest)},
+            )
+        return self._follow(run_id, key, after_seq)
+
+    async def _follow(self, run_id: str, key: str, after_seq: int) -> AsyncIterator[pb.Message]:
+        position = f"{after_seq}-0"
+        while True:
+            replies = await self._redis.xread({key: position}, block=BLOCK_MS, count=MIRROR_BATCH)
+            if not replies:
+                await self._interrupt_if_orphaned(run_id)
+                continue
+            for _, entries in replies:
+                for entry_id, fields in entries:
+                    position = entry_id
+                    yield pb.Message.FromString(fields[b"m"])
+                    if fields.get(b"t") == b"1":
+                        return
+
+    async def _interrupt_if_orphaned(self, run_id: str) -> bool:
+        """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""
+        key = _key(run_id, ":events")
+        for _ in range(5):
+            if await self._redis.exists(_key(run_id, ":lease")):
+                return False
+            top = await self._redis.xrevrange(key, count=1)
+            top_id = top[0][0].decode() if top else "0-0"
+            seq = _seq_of(top_id) + 1
+            entry = await self._redis.hgetall(_key(run_id))
+            terminal = pb.TaskPayload(
+                status=pb.TASK_STATUS_INTERRUPTED,
+                msg="run interrupted: the replica executing it stopped renewing its lease",
+                agent_name=entry.get(b"agent", b"").decode(),
+            )
+            terminal.error.reason = "RUN_INTERRUPTED"
+            terminal.error.code = "UNAVAILABLE"
+            message = pb.Message(
+                id=f"{run_id}:{seq}", run_id=run_id, session_id=entry.get(b"session_id", b"").decode(), seq=seq,
+                category="task", topic=TASK_RESPONSE_TOPIC, sender="agentstream",
+            )  # fmt: skip
+            message.timestamp.GetCurrentTime()
+            message.task.CopyFrom(terminal)
+            try:
+                result = await self._interrupt(
+                    keys=[key, _key(run_id, ":lease"), _key(run_id)],
+                    args=[top_id, f"{seq}-0", message.SerializeToString(), TaskStatus.INTERRUPTED.value,
+                          repr(time.time()), seq, terminal.SerializeToString()],
+                )  # fmt: skip
+            except ResponseError:
+                return False
+            if result != -1:
+                if result == 1:
+                    for suffix in ("", ":events"):
+                        await self._redis.expire(_key(run_id, suffix), self._ttl_s)
+                return bool(result)
+        return False
+
+    async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
+        """Cancel a run executing on another replica; returns (it had already finished, its final status)."""
+        entry = await self.describe(run_id)
+        if status_of(entry) != TaskStatus.RUNNING:
+            return True, status_of(entry)
+        await self.request_cancel(run_id, reason)
+        top = await self._redis.xrevrange(_key(run_id, ":events"), count=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._lease_ms / 1000 + 2):
+                async for _ in await self.follow(run_id, _seq_of(top[0][0]) if top else 0):
+                    pass
+        return False, status_of(await self._redis.hgetall(_key(run_id)))
+
+    async def describe_run(self, run_id: str) -> rpb.Run:
+        """GetRun's answer for any run in the store."""
+        entry = await self.describe(run_id)
+        run = rpb.Run(
+            run_id=run_id,
+            agent=entry.get(b"agent", b"").decode(),
+            session_id=entry.get(b"session_id", b"").decode(),
+            status=TASK_STATUS_TO_PROTO[status_of(entry)],
+            last_seq=int(entry.get(b"last_seq", b"0")),
+        )
+        run.created_at.FromNanoseconds(int(float(entry.get(b"created_at", b"0")) * 1e9))
+        if b"finished_at" in entry:
+            run.finished_at.FromNanoseconds(int(float(entry[b"finished_at"]) * 1e9))
+        if b"terminal" in entry:
+            run.response.ParseFromString(entry[b"terminal"])
+        return run
+
+
+def status_of(entry: dict[bytes, bytes]) -> TaskStatus:
+    """The run status recorded in a registry entry."""
+    return STATUS_BY_NAME.get(entry.get(b"status", b"running").decode(), TaskStatus.RUNNING)
