@@ -95,6 +95,13 @@ class LLMUpstreamError(AgentStreamError):
     reason = "LLM_UPSTREAM_ERROR"
 
 
+class RunStoreUnavailable(AgentStreamError):
+    """The shared run store (Redis) was lost while the run was going on."""
+
+    code = "UNAVAILABLE"
+    reason = "RUN_STORE_UNAVAILABLE"
+
+
 class MaxStepsExceeded(AgentStreamError):
     """The agent used all its steps without a final answer."""
 
@@ -150,6 +157,7 @@ ERROR_TABLE: tuple[ErrorRow, ...] = (
     ErrorRow(SeqOutOfRange, in_band=False),
     ErrorRow(TooManySubscribers, in_band=False),
     ErrorRow(LLMUpstreamError, in_band=True),
+    ErrorRow(RunStoreUnavailable, in_band=True),
     ErrorRow(MaxStepsExceeded, in_band=True),
     ErrorRow(RunTimedOut, in_band=True),
     ErrorRow(RunCancelled, in_band=True),

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from service.convert import TASK_STATUS_TO_PROTO, to_proto
-from service.errors import RunAlreadyExists, RunNotFound, SeqOutOfRange
+from service.errors import AgentStreamError, RunAlreadyExists, RunNotFound, RunStoreUnavailable, SeqOutOfRange
 from service.runlog import EventsNotRetained, RunLog
 from service.runtime.events import TASK_RESPONSE_TOPIC, TaskStatus
 
@@ -75,6 +75,7 @@ class RedisStore:
         self._interrupt = self._redis.register_script(_INTERRUPT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._local: dict[str, Callable[[str], None]] = {}
+        self._failers: dict[str, Callable[[AgentStreamError], None]] = {}
         self.healthy = True
 
     async def connect(self) -> None:
@@ -113,12 +114,16 @@ class RedisStore:
             pipe.set(_key(run_id, ":lease"), self.replica_id, px=self._lease_ms)
             await pipe.execute()
 
-    def mirror(self, log: RunLog, cancel: Callable[[str], None]) -> None:
-        """Copy a local run's log to Redis as it grows; ``cancel`` stops the run (cancel requests, Redis loss)."""
-        self._local[log.run_id] = cancel
-        self._spawn(self._mirror(log, cancel))
+    def mirror(self, log: RunLog, cancel: Callable[[str], None], fail: Callable[[AgentStreamError], None]) -> None:
+        """Copy a local run's log to Redis as it grows.
 
-    async def _mirror(self, log: RunLog, cancel: Callable[[str], None]) -> None:
+        ``cancel`` serves cancel requests routed here; ``fail`` ends the run in-band when Redis is lost.
+        """
+        self._local[log.run_id] = cancel
+        self._failers[log.run_id] = fail
+        self._spawn(self._mirror(log, fail))
+
+    async def _mirror(self, log: RunLog, fail: Callable[[AgentStreamError], None]) -> None:
         key, hkey = _key(log.run_id, ":events"), _key(log.run_id)
         pending: list[Any] = []
         try:
@@ -131,11 +136,12 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             self.healthy = False
             logger.error("run %s: lost Redis while mirroring: %s", log.run_id, exc)
-            cancel(f"lost the run store (Redis): {exc}")
+            fail(RunStoreUnavailable(f"lost the run store (Redis at {self._url}): {exc}"))
         except EventsNotRetained:
-            cancel("the run store (Redis) fell behind the run's log")
+            fail(RunStoreUnavailable("the run store (Redis) fell behind the run's log"))
         finally:
             self._local.pop(log.run_id, None)
+            self._failers.pop(log.run_id, None)
 
     async def _flush(self, key: str, hkey: str, run_id: str, records: list[Any]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -174,6 +180,8 @@ class RedisStore:
                 if self.healthy:
                     logger.error("lost Redis: %s", exc)
                 self.healthy = False
+                for fail in list(self._failers.values()):  # runs whose events can no longer be shared
+                    fail(RunStoreUnavailable(f"lost the run store (Redis at {self._url}): {exc}"))
 
     async def _watch_control(self) -> None:
         stream = f"{PREFIX}:replica:{self.replica_id}:control"

@@ -101,6 +101,7 @@ class Run:
         self.created_at = time.time()
         self.finished_at: float | None = None
         self._cancel_reason = "cancelled"
+        self._abort_error: AgentStreamError | None = None
         self._task: asyncio.Task[None] | None = None
 
     def info(self) -> RunInfo:
@@ -139,6 +140,12 @@ class Run:
         """Stop the run: its LLM call is closed, its tools cancelled, and it ends with status CANCELLED."""
         if self._task is not None and not self._task.done():
             self._cancel_reason = reason
+            self._task.cancel()
+
+    def fail(self, error: AgentStreamError) -> None:
+        """Stop the run like cancel, but end it FAILED with this error (e.g. its run store was lost)."""
+        if self._task is not None and not self._task.done():
+            self._abort_error = error
             self._task.cancel()
 
     async def wait(self) -> None:
@@ -186,12 +193,12 @@ class Run:
                 answer,
             )
         except asyncio.CancelledError:
-            terminal = _failure(
-                TaskStatus.CANCELLED,
-                RunCancelled(f"run cancelled: {self._cancel_reason}"),
-                agent_name,
-                answer,
-            )
+            if self._abort_error is not None:
+                terminal = _failure(TaskStatus.FAILED, self._abort_error, agent_name, answer)
+            else:
+                terminal = _failure(
+                    TaskStatus.CANCELLED, RunCancelled(f"run cancelled: {self._cancel_reason}"), agent_name, answer
+                )
             raise
         except AgentStreamError as exc:
             terminal = _failure(TaskStatus.FAILED, exc, agent_name, answer)
@@ -324,7 +331,7 @@ class RunManager:
         self._live.add(run)
         run.start(self._model_for(agent), on_done=self._on_run_done)
         if self.store is not None:
-            self.store.mirror(run.log, run.cancel)
+            self.store.mirror(run.log, run.cancel, run.fail)
         logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
         return run
 

@@ -35,8 +35,8 @@ max_steps = 3
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real redis-server for the whole session (each test using it starts from an empty database)."""
-    with redis_server() as url:
-        yield url
+    with redis_server() as server:
+        yield server.url
 
 
 @pytest.fixture(params=["memory", "redis"])

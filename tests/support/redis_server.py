@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import redis
 
@@ -19,9 +20,23 @@ def free_port() -> int:
         return port
 
 
+@dataclass
+class RedisProcess:
+    """A running redis-server: its URL, and a way to stop it early (to test losing Redis)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """Stop the server now."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """Run redis-server (installed by `make test`) for the duration; yields its redis:// URL."""
+def redis_server() -> Iterator[RedisProcess]:
+    """Run redis-server (installed by `make test`) for the duration."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed: `make test` installs it (apt-get install redis-server)"
     port = free_port()
@@ -42,8 +57,8 @@ def redis_server() -> Iterator[str]:
                 assert process.poll() is None, "redis-server exited at start-up"
                 assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
                 time.sleep(0.05)
-        yield url
+        handle = RedisProcess(url, process)
+        yield handle
     finally:
         client.close()
-        process.terminate()
-        process.wait(timeout=10)
+        RedisProcess(url, process).stop()

@@ -105,6 +105,12 @@ class LLMUpstreamError(AgentStreamError):
     reason = "LLM_UPSTREAM_ERROR"
 
 
+class RunStoreUnavailable(AgentStreamError):
+    """The run failed because the server lost its shared run store (Redis) (in-band)."""
+
+    reason = "RUN_STORE_UNAVAILABLE"
+
+
 class MaxStepsExceeded(AgentStreamError):
     """The agent used all its steps without an answer (in-band)."""
 
@@ -145,6 +151,7 @@ ERRORS_BY_REASON: dict[str, type[AgentStreamError]] = {
         SeqOutOfRange,
         TooManySubscribers,
         LLMUpstreamError,
+        RunStoreUnavailable,
         MaxStepsExceeded,
         RunTimedOut,
         RunCancelled,
