@@ -1,4 +1,4 @@
-"""agentstream benchmarks: seven figures, each printed beside a baseline measured in the same run.
+"""agentstream benchmarks: eight figures, each printed beside a baseline measured in the same run.
 
 Run with ``make bench`` (full sizes) or ``make bench-quick`` (tiny sizes, a smoke run). The scripted LLM
 (``tests.support.fakellm``) and the agentstream server each run in their own process, as in production;
@@ -332,10 +332,51 @@ async def slow_consumer(client: Client, server_pid: int, sizes: Sizes) -> None:
     )  # fmt: skip
 
 
+async def subscribe_tokens(start_on: Client, follow_on: Client, tokens: int) -> float:
+    """Start a run on one server, follow it with SubscribeRun on another (or the same); tokens/s."""
+    run_id = await start_on.start_run(f"bench: tokens={tokens}")
+    start = time.perf_counter()
+    received = 0
+    async for message in follow_on.subscribe_run(run_id, streaming_mode=StreamingMode.CHUNK):
+        if isinstance(message, ChunkMessage):
+            received += message.payload.content.count("x")
+    assert received == tokens, f"lost tokens: {received} of {tokens}"
+    return received / (time.perf_counter() - start)
+
+
+async def redis_versus_memory(llm_url: str, sizes: Sizes) -> None:
+    """(8) SubscribeRun throughput: a run followed on a second replica through Redis versus in one process."""
+    from tests.support.redis_server import redis_server
+
+    env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench"}
+    serve = ("service", "serve", "--port", "0", "--grace", "1")
+    async with process(*serve, ready=r"listening on (\S+)", env=env) as (_, memory_target):
+        async with Client(memory_target) as client:
+            await subscribe_tokens(client, client, 100)
+            memory = statistics.median(
+                [await subscribe_tokens(client, client, sizes.tokens) for _ in range(sizes.repeats)]
+            )
+    with redis_server() as redis:
+        renv = {**env, "AGENTSTREAM_STORE": redis.url}
+        async with (
+            process(*serve, ready=r"listening on (\S+)", env=renv) as (_, a_target),
+            process(*serve, ready=r"listening on (\S+)", env=renv) as (_, b_target),
+            Client(a_target) as on_a,
+            Client(b_target) as on_b,
+        ):
+            await subscribe_tokens(on_a, on_b, 100)
+            shared = statistics.median([await subscribe_tokens(on_a, on_b, sizes.tokens) for _ in range(sizes.repeats)])
+    table(
+        f"8. Run store: SubscribeRun of a {sizes.tokens:,}-token run, CHUNK mode",
+        [("redis: started on replica A, followed on replica B", rate(shared), rate(memory) + " memory, one replica",
+          f"{shared / memory:.2f}x")],
+    )  # fmt: skip
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated figure numbers to run")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated figure numbers to run")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     only = set(args.only.split(","))
@@ -359,8 +400,10 @@ async def main() -> None:
                     await concurrency(client, sizes)
                 if "6" in only:
                     await slow_consumer(client, server_pid, sizes)
-    if len(only) == 7:
-        print("\nall 7 figures printed")
+        if "8" in only:
+            await redis_versus_memory(llm_url, sizes)
+    if len(only) == 8:
+        print("\nall 8 figures printed")
 
 
 if __name__ == "__main__":
