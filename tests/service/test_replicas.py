@@ -95,3 +95,23 @@ async def test_killing_the_executing_replica_ends_its_run_interrupted_on_the_oth
         if a.returncode is None:
             a.kill()
         await a.wait()
+
+
+async def test_a_resuming_subscriber_survives_a_restart_of_its_replica_without_duplicates_or_gaps(
+    fake_llm: FakeLLM, start: StartServer, redis_url: str
+) -> None:
+    a, b = await start(store=redis_url), await start(store=redis_url)
+    fake_llm.script(Text([f"t{i} " for i in range(60)], delay_s=0.05))
+    async with Client(f"127.0.0.1:{a.port}") as on_a, Client(f"127.0.0.1:{b.port}") as on_b:
+        run_id = await on_a.start_run("hi")
+        seqs: list[int] = []
+        restarted = False
+        async for message in on_b.subscribe_run(run_id, streaming_mode=StreamingMode.ALL, resume=True):
+            seqs.append(message.seq)
+            if len(seqs) == 10 and not restarted:
+                restarted = True
+                await b.shutdown(0)
+                await start(store=redis_url, port=b.port)
+        assert restarted
+        assert seqs == list(range(1, len(seqs) + 1)), "a duplicate or a gap across the restart"
+        assert message.topic == "__task_response"
