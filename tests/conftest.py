@@ -89,9 +89,9 @@ async def start(fake_llm: FakeLLM, agents_file: Path) -> AsyncIterator[StartServ
 
 
 @pytest.fixture
-async def server(start: StartServer) -> RunningServer:
-    """One agentstream server wired to the fake LLM."""
-    return await start()
+async def server(start: StartServer, store: str) -> RunningServer:
+    """One agentstream server wired to the fake LLM, on each run store in turn (memory, redis)."""
+    return await start(store=store)
 
 
 @pytest.fixture
