@@ -1,0 +1,91 @@
+package agentstream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrorDomain is the ErrorInfo domain of every error the server reports.
+const ErrorDomain = "agentstream.dev"
+
+// Error is a failed call, as the server's error table describes it. Use errors.As to read it and
+// errors.Is against the Err* values to test its reason.
+type Error struct {
+	Code            codes.Code
+	Reason          string // the error table's reason, e.g. "AGENT_NOT_FOUND"; empty for transport errors
+	Message         string
+	Metadata        map[string]string
+	FieldViolations []FieldViolation
+}
+
+// FieldViolation names a request field at fault.
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+func (e *Error) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("%s: %s", e.Code, e.Message)
+	}
+	return fmt.Sprintf("%s %s: %s", e.Code, e.Reason, e.Message)
+}
+
+// Is matches another *Error with the same reason (so errors.Is(err, ErrAgentNotFound) works).
+func (e *Error) Is(target error) bool {
+	var other *Error
+	return errors.As(target, &other) && other.Reason != "" && other.Reason == e.Reason
+}
+
+// The rows of the server's error table.
+var (
+	ErrInvalidArgument     = &Error{Code: codes.InvalidArgument, Reason: "INVALID_ARGUMENT"}
+	ErrAgentNotFound       = &Error{Code: codes.NotFound, Reason: "AGENT_NOT_FOUND"}
+	ErrRunAlreadyExists    = &Error{Code: codes.AlreadyExists, Reason: "RUN_ALREADY_EXISTS"}
+	ErrTooManyRuns         = &Error{Code: codes.ResourceExhausted, Reason: "TOO_MANY_RUNS"}
+	ErrServerDraining      = &Error{Code: codes.Unavailable, Reason: "SERVER_DRAINING"}
+	ErrRunNotFound         = &Error{Code: codes.NotFound, Reason: "RUN_NOT_FOUND"}
+	ErrSeqOutOfRange       = &Error{Code: codes.OutOfRange, Reason: "SEQ_OUT_OF_RANGE"}
+	ErrTooManySubscribers  = &Error{Code: codes.ResourceExhausted, Reason: "TOO_MANY_SUBSCRIBERS"}
+	ErrLLMUpstream         = &Error{Code: codes.Unavailable, Reason: "LLM_UPSTREAM_ERROR"}
+	ErrRunStoreUnavailable = &Error{Code: codes.Unavailable, Reason: "RUN_STORE_UNAVAILABLE"}
+	ErrMaxStepsExceeded    = &Error{Code: codes.ResourceExhausted, Reason: "MAX_STEPS_EXCEEDED"}
+	ErrRunTimedOut         = &Error{Code: codes.DeadlineExceeded, Reason: "RUN_TIMED_OUT"}
+	ErrRunCancelled        = &Error{Code: codes.Canceled, Reason: "RUN_CANCELLED"}
+	ErrInternal            = &Error{Code: codes.Internal, Reason: "INTERNAL"}
+)
+
+// FromStatus turns a gRPC error into an *Error, reading ErrorInfo and BadRequest details.
+func FromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	out := &Error{Code: st.Code(), Message: st.Message(), Metadata: map[string]string{}}
+	for _, detail := range st.Details() {
+		switch d := detail.(type) {
+		case *errdetails.ErrorInfo:
+			if d.GetDomain() == ErrorDomain {
+				out.Reason = d.GetReason()
+				for k, v := range d.GetMetadata() {
+					out.Metadata[k] = v
+				}
+			}
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				out.FieldViolations = append(out.FieldViolations, FieldViolation{v.GetField(), v.GetDescription()})
+			}
+		}
+	}
+	return out
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

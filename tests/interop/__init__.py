@@ -1,0 +1,1 @@
+"""The shared scenarios (tests/scenarios) run through the Python SDK."""
