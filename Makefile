@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BUF := .ci/tools/node_modules/.bin/buf
+GO_PLUGINS := .ci/tools/bin/protoc-gen-go .ci/tools/bin/protoc-gen-go-grpc
+TS_DEPS := clients/typescript/node_modules/.package-lock.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: redis-server install tools proto lint format typecheck unit test check demo clean bench bench-quick
+.PHONY: redis-server install tools proto contract-baseline interop lint format typecheck unit test check demo clean bench bench-quick
 
 install: $(VENV)/.installed
 
@@ -16,17 +18,31 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
 	touch $@
 
-tools: $(BUF)
+tools: $(BUF) $(GO_PLUGINS) ## buf and the code generator plugins, pinned
 
 $(BUF): .ci/tools/package.json .ci/tools/package-lock.json
 	cd .ci/tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-proto: install ## regenerate the committed stubs from protos/
+.ci/tools/bin/protoc-gen-go:
+	GOBIN=$(CURDIR)/.ci/tools/bin go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
+
+.ci/tools/bin/protoc-gen-go-grpc:
+	GOBIN=$(CURDIR)/.ci/tools/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+
+$(TS_DEPS): clients/typescript/package.json clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+
+proto: install tools ## regenerate the committed Python, TypeScript and Go code from protos/
 	.ci/gen_proto.sh
+	$(BUF) generate
+
+contract-baseline: tools ## record the current contract as the one `buf breaking` compares against (on release)
+	$(BUF) build -o .ci/contract-baseline.binpb
 
 lint: install tools
 	$(BUF) lint
+	$(BUF) breaking --against .ci/contract-baseline.binpb
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
@@ -43,7 +59,10 @@ redis-server: ## the tests start their own redis-server; install it from Debian 
 unit: install tools redis-server
 	$(PY) -m pytest
 
-test: lint typecheck unit ## everything CI runs
+interop: install tools $(TS_DEPS) ## one scripted LLM + one server; the Go and TypeScript scenario suites against it
+	.ci/interop.sh
+
+test: lint typecheck unit interop ## everything CI runs
 
 check: test
 

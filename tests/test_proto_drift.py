@@ -1,4 +1,4 @@
-"""The committed generated stubs match what protos/ generates now."""
+"""The committed generated code (Python, TypeScript, Go) matches what protos/ generates now."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "clients" / "python" / "agentstream" / "v1"
+
+
+def assert_same_tree(fresh: Path, committed: Path) -> None:
+    generated = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file())
+    existing = sorted(
+        str(p.relative_to(committed)) for p in committed.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
+    assert generated == existing, f"{committed}: run `make proto` and commit the result"
+    _, mismatch, errors = filecmp.cmpfiles(fresh, committed, generated, shallow=False)
+    assert not mismatch and not errors, f"stale generated files {mismatch + errors}: run `make proto`"
 
 
 def test_generated_python_stubs_match_the_protos(tmp_path: Path) -> None:
@@ -19,9 +28,13 @@ def test_generated_python_stubs_match_the_protos(tmp_path: Path) -> None:
         capture_output=True,
         env={**os.environ, "PYTHON": sys.executable},
     )
-    fresh = tmp_path / "agentstream" / "v1"
-    generated = sorted(p.name for p in fresh.iterdir() if p.is_file())
-    committed = sorted(p.name for p in COMMITTED.iterdir() if p.is_file())
-    assert generated == committed, "run `make proto` and commit the result"
-    _, mismatch, errors = filecmp.cmpfiles(fresh, COMMITTED, generated, shallow=False)
-    assert not mismatch and not errors, f"stale generated files {mismatch + errors}: run `make proto`"
+    assert_same_tree(tmp_path / "agentstream" / "v1", ROOT / "clients" / "python" / "agentstream" / "v1")
+
+
+def test_generated_typescript_and_go_code_match_the_protos(tmp_path: Path) -> None:
+    buf = ROOT / ".ci" / "tools" / "node_modules" / ".bin" / "buf"
+    subprocess.run([str(buf), "generate", "-o", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
+    assert_same_tree(tmp_path / "clients" / "go" / "agentstreamv1", ROOT / "clients" / "go" / "agentstreamv1")
+    assert_same_tree(
+        tmp_path / "clients" / "typescript" / "src" / "gen", ROOT / "clients" / "typescript" / "src" / "gen"
+    )

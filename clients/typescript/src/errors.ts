@@ -1,0 +1,139 @@
+/** Typed errors: the server's error table inverted, decoded from gRPC status details. */
+import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+export const ERROR_DOMAIN = "agentstream.dev";
+
+/** A request field at fault (google.rpc.BadRequest). */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/** A call the server (or the transport) failed. `reason` is the error table's reason; empty for transport errors. */
+export class AgentStreamError extends Error {
+  constructor(
+    message: string,
+    readonly code: Code,
+    readonly reason: string,
+    readonly metadata: Record<string, string>,
+    readonly fieldViolations: FieldViolation[],
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+
+  /** The gRPC code name, e.g. "NOT_FOUND". */
+  get codeName(): string {
+    return Code[this.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  }
+}
+
+export class InvalidArgumentError extends AgentStreamError {}
+export class AgentNotFoundError extends AgentStreamError {
+  /** The agents the server does know. */
+  get knownAgents(): string[] {
+    return (this.metadata["known_agents"] ?? "").split(",").filter(Boolean);
+  }
+}
+export class RunAlreadyExistsError extends AgentStreamError {}
+export class TooManyRunsError extends AgentStreamError {}
+export class ServerDrainingError extends AgentStreamError {}
+export class RunNotFoundError extends AgentStreamError {}
+export class SeqOutOfRangeError extends AgentStreamError {}
+export class TooManySubscribersError extends AgentStreamError {}
+export class LLMUpstreamError extends AgentStreamError {}
+export class RunStoreUnavailableError extends AgentStreamError {}
+export class MaxStepsExceededError extends AgentStreamError {}
+export class RunTimedOutError extends AgentStreamError {}
+export class RunCancelledError extends AgentStreamError {}
+export class InternalError extends AgentStreamError {}
+/** A failure without agentstream details: unreachable server, aborted call, client deadline. */
+export class TransportError extends AgentStreamError {}
+
+type ErrorClass = new (...args: ConstructorParameters<typeof AgentStreamError>) => AgentStreamError;
+
+/** Error class for each ErrorInfo reason of the server's error table. */
+export const ERRORS_BY_REASON: Record<string, ErrorClass> = {
+  INVALID_ARGUMENT: InvalidArgumentError,
+  AGENT_NOT_FOUND: AgentNotFoundError,
+  RUN_ALREADY_EXISTS: RunAlreadyExistsError,
+  TOO_MANY_RUNS: TooManyRunsError,
+  SERVER_DRAINING: ServerDrainingError,
+  RUN_NOT_FOUND: RunNotFoundError,
+  SEQ_OUT_OF_RANGE: SeqOutOfRangeError,
+  TOO_MANY_SUBSCRIBERS: TooManySubscribersError,
+  LLM_UPSTREAM_ERROR: LLMUpstreamError,
+  RUN_STORE_UNAVAILABLE: RunStoreUnavailableError,
+  MAX_STEPS_EXCEEDED: MaxStepsExceededError,
+  RUN_TIMED_OUT: RunTimedOutError,
+  RUN_CANCELLED: RunCancelledError,
+  INTERNAL: InternalError,
+};
+
+interface ErrorInfo {
+  reason: string;
+  domain: string;
+  metadata: Record<string, string>;
+}
+
+// google.rpc.ErrorInfo: reason = 1, domain = 2, map<string, string> metadata = 3.
+function decodeErrorInfo(bytes: Uint8Array): ErrorInfo {
+  const reader = new BinaryReader(bytes);
+  const info: ErrorInfo = { reason: "", domain: "", metadata: {} };
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1) info.reason = reader.string();
+    else if (field === 2) info.domain = reader.string();
+    else if (field === 3) {
+      const entry = new BinaryReader(reader.bytes());
+      let key = "";
+      let value = "";
+      while (entry.pos < entry.len) {
+        const [f] = entry.tag();
+        if (f === 1) key = entry.string();
+        else value = entry.string();
+      }
+      info.metadata[key] = value;
+    } else reader.skip(wireType);
+  }
+  return info;
+}
+
+// google.rpc.BadRequest: repeated FieldViolation field_violations = 1 { field = 1, description = 2 }.
+function decodeBadRequest(bytes: Uint8Array): FieldViolation[] {
+  const reader = new BinaryReader(bytes);
+  const out: FieldViolation[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field !== 1) {
+      reader.skip(wireType);
+      continue;
+    }
+    const item = new BinaryReader(reader.bytes());
+    const violation: FieldViolation = { field: "", description: "" };
+    while (item.pos < item.len) {
+      const [f, w] = item.tag();
+      if (f === 1) violation.field = item.string();
+      else if (f === 2) violation.description = item.string();
+      else item.skip(w);
+    }
+    out.push(violation);
+  }
+  return out;
+}
+
+/** The typed error for anything a call threw. */
+export function toAgentStreamError(error: unknown): AgentStreamError {
+  if (error instanceof AgentStreamError) return error;
+  const connectError = ConnectError.from(error);
+  let info: ErrorInfo | undefined;
+  const violations: FieldViolation[] = [];
+  for (const detail of connectError.details) {
+    if (!("type" in detail)) continue;
+    if (detail.type === "google.rpc.ErrorInfo") info = decodeErrorInfo(detail.value);
+    else if (detail.type === "google.rpc.BadRequest") violations.push(...decodeBadRequest(detail.value));
+  }
+  const cls = info && info.domain === ERROR_DOMAIN ? (ERRORS_BY_REASON[info.reason] ?? TransportError) : TransportError;
+  return new cls(connectError.rawMessage, connectError.code, info?.reason ?? "", info?.metadata ?? {}, violations);
+}

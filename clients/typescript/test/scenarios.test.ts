@@ -1,0 +1,109 @@
+/** The shared scenarios (tests/scenarios) through the TypeScript SDK against a live server (`make interop`). */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+
+import {
+  AgentStreamError,
+  AgentNotFoundError,
+  createClient,
+  StreamingMode,
+  TASK_RESPONSE_TOPIC,
+  TaskStatus,
+  type Message,
+} from "../src/index.js";
+
+const target = process.env.AGENTSTREAM_TARGET;
+if (!target) throw new Error("AGENTSTREAM_TARGET is not set: run these tests with `make interop`");
+const client = createClient({ baseUrl: `http://${target}` });
+const dir = join(import.meta.dirname, "..", "..", "..", "..", "tests", "scenarios");
+const scenarios = readdirSync(dir)
+  .filter((f) => f.endsWith(".json"))
+  .sort()
+  .map((f) => JSON.parse(readFileSync(join(dir, f), "utf8")));
+
+function modeOf(mode: string | number): StreamingMode {
+  return typeof mode === "number" ? (mode as StreamingMode) : StreamingMode[mode as keyof typeof StreamingMode];
+}
+
+const statusName = (s: TaskStatus) => TaskStatus[s];
+
+for (const s of scenarios) {
+  test(`scenario ${s.name}`, async () => {
+    const expect = s.expect;
+    const controller = new AbortController();
+    const stream = client.streamingRun({
+      input: s.input,
+      agent: s.agent,
+      streamingMode: modeOf(s.mode ?? "CORE"),
+      signal: controller.signal,
+    });
+    const messages: Message[] = [];
+    let chunks = 0;
+    try {
+      for await (const msg of stream) {
+        messages.push(msg);
+        if (msg.payload.case === "chunk") chunks++;
+        if (s.cancel_after_chunks && chunks === s.cancel_after_chunks) {
+          controller.abort();
+          break;
+        }
+      }
+    } catch (error) {
+      assert.ok(expect.error, `unexpected error ${error}`);
+      assert.ok(error instanceof AgentStreamError);
+      assert.equal(error.codeName, expect.error.code);
+      assert.equal(error.reason, expect.error.reason);
+      if (expect.error.field) assert.ok(error.fieldViolations.some((v) => v.field === expect.error.field));
+      return;
+    }
+    assert.ok(!expect.error, `expected ${expect.error?.reason}, got a stream`);
+    if (s.cancel_after_chunks) {
+      const runId = messages[0].runId;
+      const deadline = Date.now() + 5000;
+      let run = await client.getRun(runId);
+      while (run.status === TaskStatus.RUNNING && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        run = await client.getRun(runId);
+      }
+      assert.equal(statusName(run.status), expect.terminal.status);
+      return;
+    }
+    if (expect.categories) assert.deepEqual(messages.map((m) => m.category), expect.categories);
+    const text = messages.map((m) => (m.payload.case === "chunk" ? m.payload.value.content : "")).join("");
+    if (expect.chunk_text !== undefined) assert.equal(text, expect.chunk_text);
+    if (expect.tool_calls) {
+      const calls = messages.flatMap((m) =>
+        m.payload.case === "tool" ? m.payload.value.actions.map((a) => ({ tool_name: a.toolName, params: a.params })) : [],
+      );
+      assert.deepEqual(calls, expect.tool_calls);
+    }
+    if (expect.tool_results) {
+      const results = messages.flatMap((m) =>
+        m.payload.case === "toolResult"
+          ? [{ tool_name: m.payload.value.toolName, content: m.payload.value.content, is_error: m.payload.value.isError }]
+          : [],
+      );
+      assert.deepEqual(results, expect.tool_results);
+    }
+    const last = messages.at(-1)!;
+    assert.equal(last.topic, TASK_RESPONSE_TOPIC);
+    assert.equal(last.payload.case, "task");
+    if (last.payload.case === "task") {
+      assert.equal(statusName(last.payload.value.status), expect.terminal.status);
+      assert.equal(last.payload.value.success, expect.terminal.success);
+      if (expect.terminal.answer !== undefined) assert.equal(last.payload.value.answer, expect.terminal.answer);
+    }
+    for (let i = 1; i < messages.length; i++) assert.ok(messages[i].seq > messages[i - 1].seq, "seq must increase");
+  });
+}
+
+test("unknown agent lists the known ones", async () => {
+  await assert.rejects(
+    async () => {
+      for await (const _ of client.streamingRun({ input: "hi", agent: "ghost" })) void _;
+    },
+    (error: unknown) => error instanceof AgentNotFoundError && error.knownAgents.includes("assistant"),
+  );
+});
