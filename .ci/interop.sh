@@ -27,5 +27,20 @@ target=$(wait_for "$logs/server.log" $!)
 echo "interop: scripted LLM at $llm, agentstream at $target"
 
 export AGENTSTREAM_TARGET="$target"
-(cd clients/go && go test -count=1 ./...)
-(cd clients/typescript && npm test --silent)
+AGENTSTREAM_INTEROP_TARGET="$target" "$py" -m pytest -q -p no:cacheprovider tests/interop
+(cd clients/go && go test -count=1 -skip TestThroughput ./... && go test -count=1 -v -run TestThroughput ./agentstream | grep "events/s")
+(cd clients/typescript && npm test --silent 2>&1 | grep -v "npm warn")
+"$py" - <<'PY'
+import asyncio, os, time
+from agentstream import Client, StreamingMode
+
+async def main() -> None:
+    async with Client(os.environ["AGENTSTREAM_TARGET"]) as client:
+        start, events = time.perf_counter(), 0
+        async for _ in client.streaming_run("bench: tokens=20000", streaming_mode=StreamingMode.CHUNK):
+            events += 1
+        assert events == 20001, events
+        print(f"python sdk: {events / (time.perf_counter() - start):.0f} events/s")
+
+asyncio.run(main())
+PY

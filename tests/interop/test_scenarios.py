@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from agentstream import (
     ToolMessage,
     ToolResultMessage,
 )
-from service.server import RunningServer
+from tests.conftest import StartServer
 from tests.support.fakellm import FakeLLM, default_responder
 
 SCENARIOS = {
@@ -33,12 +34,22 @@ def mode_of(scenario: dict[str, Any]) -> int:
     return int(StreamingMode[mode]) if isinstance(mode, str) else int(mode)
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
-async def test_scenario(name: str, fake_llm: FakeLLM, server: RunningServer) -> None:
+@pytest.fixture
+async def target(fake_llm: FakeLLM, start: StartServer) -> str:
+    """The server under test: `make interop`'s shared one (AGENTSTREAM_INTEROP_TARGET), else our own."""
+    shared = os.environ.get("AGENTSTREAM_INTEROP_TARGET")
+    if shared:
+        return shared
     fake_llm.responder = default_responder
+    server = await start()
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+async def test_scenario(name: str, target: str) -> None:
     scenario = SCENARIOS[name]
     expect = scenario["expect"]
-    async with Client(f"127.0.0.1:{server.port}") as client:
+    async with Client(target) as client:
         stream = client.streaming_run(
             scenario["input"], agent=scenario.get("agent") or None, streaming_mode=mode_of(scenario)
         )
