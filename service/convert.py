@@ -39,9 +39,16 @@ TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
 }
 
 
+def _timeout_s(request: rpb.StreamingRunRequest | rpb.StartRunRequest) -> float | None:
+    return request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
+
+
+def _chunk_window_ms(request: rpb.StreamingRunRequest | rpb.StartRunRequest) -> int | None:
+    return request.chunk_window_ms if request.HasField("chunk_window_ms") else None
+
+
 def run_request_from_proto(request: rpb.StreamingRunRequest) -> RunRequest:
     """The raw (unvalidated) run request carried by a StreamingRunRequest."""
-    timeout_s = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
     return RunRequest(
         input=request.input,
         agent=request.agent,
@@ -49,23 +56,22 @@ def run_request_from_proto(request: rpb.StreamingRunRequest) -> RunRequest:
         session_id=request.session_id,
         run_id=request.run_id,
         metadata=dict(request.metadata),
-        timeout_s=timeout_s,
-        chunk_window_ms=request.chunk_window_ms if request.HasField("chunk_window_ms") else None,
+        timeout_s=_timeout_s(request),
+        chunk_window_ms=_chunk_window_ms(request),
         on_disconnect=int(request.on_disconnect),
     )
 
 
 def start_request_from_proto(request: rpb.StartRunRequest) -> RunRequest:
     """The raw run request carried by a StartRunRequest (its run continues without a caller)."""
-    timeout_s = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
     return RunRequest(
         input=request.input,
         agent=request.agent,
         session_id=request.session_id,
         run_id=request.run_id,
         metadata=dict(request.metadata),
-        timeout_s=timeout_s,
-        chunk_window_ms=request.chunk_window_ms if request.HasField("chunk_window_ms") else None,
+        timeout_s=_timeout_s(request),
+        chunk_window_ms=_chunk_window_ms(request),
         on_disconnect=rpb.ON_DISCONNECT_CONTINUE,
     )
 

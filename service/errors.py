@@ -81,6 +81,22 @@ class SeqOutOfRange(AgentStreamError):
     reason = "SEQ_OUT_OF_RANGE"
 
 
+def check_subscription_position(run_id: str, after_seq: int, last_seq: int, oldest_seq: int) -> None:
+    """Raise SeqOutOfRange when events after after_seq cannot be served from a log holding oldest..last."""
+    metadata = {"last_seq": str(last_seq), "oldest_retained_seq": str(oldest_seq)}
+    if after_seq > last_seq:
+        raise SeqOutOfRange(
+            f"after_seq {after_seq} is past run {run_id}'s last seq {last_seq}", field="after_seq", metadata=metadata
+        )
+    if after_seq + 1 < oldest_seq:
+        raise SeqOutOfRange(
+            f"run {run_id} no longer retains the events after seq {after_seq}; the oldest retained is {oldest_seq}: "
+            f"subscribe with after_seq >= {oldest_seq - 1}",
+            field="after_seq",
+            metadata=metadata,
+        )
+
+
 class TooManySubscribers(AgentStreamError):
     """The run already has as many subscribers as the server allows."""
 

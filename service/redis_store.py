@@ -16,7 +16,13 @@ from redis.exceptions import RedisError, ResponseError
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from service.convert import TASK_STATUS_TO_PROTO, to_proto
-from service.errors import AgentStreamError, RunAlreadyExists, RunNotFound, RunStoreUnavailable, SeqOutOfRange
+from service.errors import (
+    AgentStreamError,
+    RunAlreadyExists,
+    RunNotFound,
+    RunStoreUnavailable,
+    check_subscription_position,
+)
 from service.runlog import EventsNotRetained, RunLog
 from service.runtime.events import TASK_RESPONSE_TOPIC, TaskStatus
 
@@ -228,18 +234,7 @@ class RedisStore:
         last_seq = _seq_of(top[0][0]) if top else 0
         first = await self._redis.xrange(key, count=1)
         oldest = _seq_of(first[0][0]) if first else 1
-        if after_seq > last_seq:
-            raise SeqOutOfRange(
-                f"after_seq {after_seq} is past run {run_id}'s last seq {last_seq}",
-                field="after_seq",
-                metadata={"last_seq": str(last_seq), "oldest_retained_seq": str(oldest)},
-            )
-        if after_seq + 1 < oldest:
-            raise SeqOutOfRange(
-                f"run {run_id} no longer retains the events after seq {after_seq}; the oldest retained is {oldest}",
-                field="after_seq",
-                metadata={"last_seq": str(last_seq), "oldest_retained_seq": str(oldest)},
-            )
+        check_subscription_position(run_id, after_seq, last_seq, oldest)
         return self._follow(run_id, key, after_seq)
 
     async def _follow(self, run_id: str, key: str, after_seq: int) -> AsyncIterator[pb.Message]:

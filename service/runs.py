@@ -19,10 +19,10 @@ from service.errors import (
     RunCancelled,
     RunNotFound,
     RunTimedOut,
-    SeqOutOfRange,
     ServerDraining,
     TooManyRuns,
     TooManySubscribers,
+    check_subscription_position,
 )
 from service.redis_store import RedisStore
 from service.runlog import EventsNotRetained, RunLog
@@ -218,15 +218,6 @@ class Run:
             self.log.append(_with_totals(terminal, usage, elapsed), sender=agent_name)
 
 
-def _not_retained(run_id: str, after_seq: int, log: RunLog) -> SeqOutOfRange:
-    return SeqOutOfRange(
-        f"run {run_id} no longer retains the events after seq {after_seq}; "
-        f"the oldest retained is {log.oldest_retained_seq}: subscribe with after_seq >= {log.oldest_retained_seq - 1}",
-        field="after_seq",
-        metadata={"last_seq": str(log.last_seq), "oldest_retained_seq": str(log.oldest_retained_seq)},
-    )
-
-
 def _sender_of(event: Event, agent_name: str) -> str:
     return event.tool_name if type(event) is ToolResult else agent_name
 
@@ -376,14 +367,7 @@ class RunManager:
         """A cursor over a run's events after after_seq; raises at once when the request cannot be served."""
         run = self.find(run_id)
         log = run.log
-        if after_seq > log.last_seq:
-            raise SeqOutOfRange(
-                f"after_seq {after_seq} is past run {run_id}'s last seq {log.last_seq}",
-                field="after_seq",
-                metadata={"last_seq": str(log.last_seq), "oldest_retained_seq": str(log.oldest_retained_seq)},
-            )
-        if after_seq + 1 < log.oldest_retained_seq:
-            raise _not_retained(run_id, after_seq, log)
+        check_subscription_position(run_id, after_seq, log.last_seq, log.oldest_retained_seq)
         if run.subscribers >= self._limits.max_subscribers_per_run:
             raise TooManySubscribers(
                 f"run {run_id} already has {run.subscribers} subscribers, the limit",
@@ -396,8 +380,9 @@ class RunManager:
         try:
             async for record in run.log.follow(after_seq):
                 yield record
-        except EventsNotRetained:
-            raise _not_retained(run.run_id, after_seq, run.log) from None
+        except EventsNotRetained as gap:  # fell behind the retention while following
+            check_subscription_position(run.run_id, after_seq, run.log.last_seq, gap.oldest_seq)
+            raise
         finally:
             run.subscribers -= 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -81,7 +81,6 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
             run = await self._runs.start(valid, paced=False)
         except AgentStreamError as error:
             await _abort(context, error)
-            raise AssertionError("unreachable: abort raises") from None
         return rpb.StartRunResponse(run_id=run.run_id)
 
     async def SubscribeRun(
@@ -122,7 +121,6 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
             already_finished, status = await self._runs.cancel(validate_run_id(request.run_id), request.reason)
         except AgentStreamError as error:
             await _abort(context, error)
-            raise AssertionError("unreachable: abort raises") from None
         return rpb.CancelRunResponse(already_finished=already_finished, status=TASK_STATUS_TO_PROTO[status])
 
     async def GetRun(
@@ -137,10 +135,10 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
             run = self._runs.find(run_id)
         except AgentStreamError as error:
             await _abort(context, error)
-            raise AssertionError("unreachable: abort raises") from None
         return run_to_proto(run.info())
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: AgentStreamError) -> None:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: AgentStreamError) -> NoReturn:
     logger.info("rejected call: %s %s: %s", error.code, error.reason, error.message)
     await context.abort_with_status(status_for(error))
+    raise AssertionError("abort_with_status always raises")

@@ -65,10 +65,8 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
             f"streaming_mode {request.streaming_mode} is unknown; use one of {known}",
             field="streaming_mode",
         )
-    if request.run_id and not RUN_ID_PATTERN.fullmatch(request.run_id):
-        raise InvalidArgument(
-            "run_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'", field="run_id"
-        )
+    if request.run_id:
+        validate_run_id(request.run_id)
     if len(request.session_id) > 256:
         raise InvalidArgument("session_id must be at most 256 characters", field="session_id")
     _check_metadata(request.metadata)
@@ -97,10 +95,7 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
 
 def validate_subscription(run_id: str, streaming_mode: int) -> Mode:
     """Check a SubscribeRun request's run id and mode; returns the mode."""
-    if not RUN_ID_PATTERN.fullmatch(run_id):
-        raise InvalidArgument(
-            "run_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'", field="run_id"
-        )
+    validate_run_id(run_id)
     mode = mode_from_number(streaming_mode)
     if mode is None:
         raise InvalidArgument(f"streaming_mode {streaming_mode} is unknown", field="streaming_mode")
@@ -108,7 +103,7 @@ def validate_subscription(run_id: str, streaming_mode: int) -> Mode:
 
 
 def validate_run_id(run_id: str) -> str:
-    """Check a run id named by GetRun or CancelRun."""
+    """Check a run id (client-chosen on StreamingRun/StartRun, or named by the other RPCs)."""
     if not RUN_ID_PATTERN.fullmatch(run_id):
         raise InvalidArgument(
             "run_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'", field="run_id"
