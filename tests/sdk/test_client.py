@@ -172,3 +172,19 @@ async def test_sync_client_errors_are_typed(server: RunningServer) -> None:
 
     with pytest.raises(agentstream.AgentNotFound):
         await asyncio.to_thread(consume)
+
+
+async def test_sync_client_run_lifecycle(fake_llm: FakeLLM, server: RunningServer) -> None:
+    fake_llm.script(Text(["one ", "two"]), Stall())
+
+    def lifecycle() -> tuple[list[str], str, str]:
+        with SyncClient(target(server)) as client:
+            finished = client.start_run("first")
+            kinds = [type(m).__name__ for m in client.subscribe_run(finished, streaming_mode=StreamingMode.CHUNK)]
+            live = client.start_run("second")
+            cancelled = client.cancel_run(live, "enough")
+            return kinds, client.get_run(finished).status.name, cancelled.status.name
+
+    kinds, finished_status, cancelled_status = await asyncio.to_thread(lifecycle)
+    assert kinds == ["ChunkMessage", "ChunkMessage", "TaskMessage"]
+    assert (finished_status, cancelled_status) == ("SUCCEEDED", "CANCELLED")

@@ -49,3 +49,19 @@ async def test_losing_redis_mid_run_fails_the_run_in_band_and_turns_health_not_s
     assert terminal.payload.error.reason == "RUN_STORE_UNAVAILABLE"
     assert "lost the run store" in terminal.payload.msg
     assert await fake_llm.wait_closed(1.0)
+
+
+async def test_health_turns_serving_again_once_redis_is_back(start: StartServer) -> None:
+    with redis_server() as redis:
+        port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
+        server = await start(store=redis.url, lease_s=0.3)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            redis.stop()
+            async with asyncio.timeout(10):
+                assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with redis_server(port):
+                async with asyncio.timeout(10):
+                    assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()

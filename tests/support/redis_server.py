@@ -35,11 +35,11 @@ class RedisProcess:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisProcess]:
-    """Run redis-server (installed by `make test`) for the duration."""
+def redis_server(port: int | None = None) -> Iterator[RedisProcess]:
+    """Run redis-server (installed by `make test`) for the duration, on the given or a free port."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed: `make test` installs it (apt-get install redis-server)"
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

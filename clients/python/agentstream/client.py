@@ -78,6 +78,39 @@ class CancelResult:
 RESUME_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
+def build_start_request(
+    input: str,
+    *,
+    agent: str | None,
+    session_id: str | None,
+    run_id: str | None,
+    metadata: Mapping[str, str] | None,
+    timeout: float | None,
+    chunk_window_ms: int | None,
+) -> rpb.StartRunRequest:
+    """The StartRunRequest for these arguments."""
+    request = rpb.StartRunRequest(
+        input=input, agent=agent or "", session_id=session_id or "", run_id=run_id or "", metadata=dict(metadata or {})
+    )
+    if timeout is not None:
+        request.timeout.FromNanoseconds(int(timeout * 1e9))
+    if chunk_window_ms is not None:
+        request.chunk_window_ms = chunk_window_ms
+    return request
+
+
+def run_info_from_proto(run: rpb.Run) -> RunInfo:
+    """The SDK form of a GetRun answer."""
+    return RunInfo(
+        run_id=run.run_id,
+        agent=run.agent,
+        session_id=run.session_id,
+        status=TaskStatus(run.status),
+        last_seq=run.last_seq,
+        response=task_response(run.response) if run.HasField("response") else None,
+    )
+
+
 class Client:
     """Async agentstream client; use as ``async with Client(target) as client:``."""
 
@@ -156,17 +189,15 @@ class Client:
         chunk_window_ms: int | None = None,
     ) -> str:
         """Start a run without streaming it; returns its run id (follow it with subscribe_run)."""
-        request = rpb.StartRunRequest(
-            input=input,
-            agent=agent or "",
-            session_id=session_id or "",
-            run_id=run_id or "",
-            metadata=dict(metadata or {}),
+        request = build_start_request(
+            input,
+            agent=agent,
+            session_id=session_id,
+            run_id=run_id,
+            metadata=metadata,
+            timeout=timeout,
+            chunk_window_ms=chunk_window_ms,
         )
-        if timeout is not None:
-            request.timeout.FromNanoseconds(int(timeout * 1e9))
-        if chunk_window_ms is not None:
-            request.chunk_window_ms = chunk_window_ms
         try:
             response = await self._stub.StartRun(request, metadata=self._call_metadata)
         except grpc.RpcError as error:
@@ -225,11 +256,4 @@ class Client:
             run = await self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=self._call_metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
-        return RunInfo(
-            run_id=run.run_id,
-            agent=run.agent,
-            session_id=run.session_id,
-            status=TaskStatus(run.status),
-            last_seq=run.last_seq,
-            response=task_response(run.response) if run.HasField("response") else None,
-        )
+        return run_info_from_proto(run)

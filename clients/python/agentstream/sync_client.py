@@ -8,10 +8,18 @@ from typing import Any
 
 import grpc
 
-from agentstream.client import build_request, resolve_target
+from agentstream.client import (
+    CancelResult,
+    RunInfo,
+    build_request,
+    build_start_request,
+    resolve_target,
+    run_info_from_proto,
+)
 from agentstream.errors import from_rpc_error
 from agentstream.messages import Message, from_proto
-from agentstream.types import StreamingMode
+from agentstream.types import StreamingMode, TaskStatus
+from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 
 
@@ -71,3 +79,62 @@ class SyncClient:
             raise from_rpc_error(error) from None
         finally:
             call.cancel()
+
+    def start_run(
+        self,
+        input: str,
+        *,
+        agent: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        chunk_window_ms: int | None = None,
+    ) -> str:
+        """Start a run without streaming it; returns its run id."""
+        request = build_start_request(
+            input,
+            agent=agent,
+            session_id=session_id,
+            run_id=run_id,
+            metadata=metadata,
+            timeout=timeout,
+            chunk_window_ms=chunk_window_ms,
+        )
+        try:
+            return self._stub.StartRun(request, metadata=self._call_metadata).run_id
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def subscribe_run(
+        self, run_id: str, *, after_seq: int = 0, streaming_mode: StreamingMode | int = StreamingMode.CORE
+    ) -> Generator[Message, None, None]:
+        """Yield a run's events with seq > after_seq, then live ones, ending with the terminal message."""
+        request = rpb.SubscribeRunRequest(run_id=run_id, after_seq=after_seq, streaming_mode=int(streaming_mode))  # type: ignore[arg-type]
+        call = self._stub.SubscribeRun(request, metadata=self._call_metadata)
+        try:
+            for message in call:
+                yield from_proto(message)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    def cancel_run(self, run_id: str, reason: str = "") -> CancelResult:
+        """Cancel a run; every subscriber gets its terminal message with status CANCELLED and the reason."""
+        try:
+            response = self._stub.CancelRun(
+                rpb.CancelRunRequest(run_id=run_id, reason=reason), metadata=self._call_metadata
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return CancelResult(response.already_finished, TaskStatus(response.status))
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """Describe a run."""
+        try:
+            return run_info_from_proto(
+                self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=self._call_metadata)
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
