@@ -41,7 +41,7 @@ class RunLog:
         "_max_unread",
         "_paced_seq",
         "_pacing",
-        "_waiter",
+        "_waiters",
         "_writable",
         "run_id",
         "session_id",
@@ -65,7 +65,7 @@ class RunLog:
         self._events: list[RunEvent] = []
         self._first_seq = 1
         self._last_seq = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._max_unread = max_unread
         self._max_retained = max_retained
         self._pacing = paced
@@ -137,11 +137,11 @@ class RunLog:
             surplus = len(events) - self._max_retained
             del events[:surplus]
             self._first_seq += surplus
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled reader leaves its future behind
+                    waiter.set_result(None)
         return record
 
     async def follow(self, after_seq: int = 0, *, pace: bool = False) -> AsyncIterator[RunEvent]:
@@ -171,10 +171,10 @@ class RunLog:
                         self._reader_advanced(position)
                 if self.closed:
                     return
-                if self._waiter is None:
-                    self._waiter = asyncio.get_running_loop().create_future()
-                # Shielded so one cancelled reader does not cancel the future other readers wait on.
-                await asyncio.shield(self._waiter)
+                # Each reader waits on its own future, so cancelling one reader never disturbs another.
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                await waiter
         finally:
             if pace:
                 self._stop_pacing()
