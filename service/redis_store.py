@@ -80,6 +80,7 @@ class RedisStore:
         self._max_retained = max_retained
         self._interrupt = self._redis.register_script(_INTERRUPT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._mirrors: set[asyncio.Task[None]] = set()
         self._local: dict[str, Callable[[str], None]] = {}
         self._failers: dict[str, Callable[[AgentStreamError], None]] = {}
         self.healthy = True
@@ -93,17 +94,20 @@ class RedisStore:
         self._spawn(self._renew_leases())
         self._spawn(self._watch_control())
 
-    async def close(self) -> None:
-        """Stop the background tasks and close the connection pool."""
+    async def close(self, flush_timeout_s: float = 5.0) -> None:
+        """Let mirrors write what their runs ended with (bounded), then stop the background tasks and disconnect."""
+        if self._mirrors:
+            await asyncio.wait(list(self._mirrors), timeout=flush_timeout_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------------------------- executing side
 
@@ -127,7 +131,9 @@ class RedisStore:
         """
         self._local[log.run_id] = cancel
         self._failers[log.run_id] = fail
-        self._spawn(self._mirror(log, fail))
+        task = self._spawn(self._mirror(log, fail))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
 
     async def _mirror(self, log: RunLog, fail: Callable[[AgentStreamError], None]) -> None:
         key, hkey = _key(log.run_id, ":events"), _key(log.run_id)

@@ -115,3 +115,21 @@ async def test_a_resuming_subscriber_survives_a_restart_of_its_replica_without_d
         assert restarted
         assert seqs == list(range(1, len(seqs) + 1)), "a duplicate or a gap across the restart"
         assert message.topic == "__task_response"
+
+
+async def test_a_replica_shutting_down_hands_its_cancelled_runs_terminal_to_the_store(
+    fake_llm: FakeLLM, start: StartServer, redis_url: str
+) -> None:
+    a, b = await start(store=redis_url), await start(store=redis_url)
+    fake_llm.script(Stall(["Hel"]))
+    async with Client(f"127.0.0.1:{a.port}") as on_a, Client(f"127.0.0.1:{b.port}") as on_b:
+        run_id = await on_a.start_run("hi")
+        follower = on_b.subscribe_run(run_id, streaming_mode=StreamingMode.ALL)
+        await anext(follower)
+        await a.shutdown(0)
+        async with asyncio.timeout(5):
+            rest = [m async for m in follower]
+    terminal = rest[-1]
+    assert isinstance(terminal, TaskMessage)
+    assert terminal.payload.status == TaskStatus.CANCELLED, "a graceful shutdown is a cancel, not an interruption"
+    assert "shutting down" in terminal.payload.msg
