@@ -133,8 +133,12 @@ class Run:
         # A task cancelled before its first step never enters _execute; its readers still need an end.
         if not self.log.closed:
             self.finished_at = time.time()
-            cancelled = RunCancelled(f"run cancelled: {self._cancel_reason}")
-            self.log.append(_failure(TaskStatus.CANCELLED, cancelled, self.agent.name, ""), sender=self.agent.name)
+            if self._abort_error is not None:
+                terminal = _failure(TaskStatus.FAILED, self._abort_error, self.agent.name, "")
+            else:
+                cancelled = RunCancelled(f"run cancelled: {self._cancel_reason}")
+                terminal = _failure(TaskStatus.CANCELLED, cancelled, self.agent.name, "")
+            self.log.append(terminal, sender=self.agent.name)
 
     def cancel(self, reason: str) -> None:
         """Stop the run: its LLM call is closed, its tools cancelled, and it ends with status CANCELLED."""

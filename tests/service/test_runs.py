@@ -70,3 +70,16 @@ async def test_admission_errors() -> None:
     await runs.drain(0)
     assert first.done
     assert runs.live_runs == 0
+
+
+async def test_a_run_failed_before_its_first_step_ends_failed_with_that_error() -> None:
+    from service.errors import RunStoreUnavailable
+
+    runs = manager()
+    run = await runs.start(request("early-fail"))
+    run.fail(RunStoreUnavailable("lost the run store"))
+    await run.wait()
+    (terminal,) = await terminals(runs, "early-fail")
+    assert terminal.status == TaskStatus.FAILED
+    assert terminal.error is not None
+    assert terminal.error.reason == "RUN_STORE_UNAVAILABLE"
