@@ -106,6 +106,36 @@ func (s *Stream) Each(fn func(*pb.Message) error) error {
 	return nil
 }
 
+// StartRun starts a run without streaming it and returns its id (follow it with SubscribeRun).
+func (c *Client) StartRun(ctx context.Context, input string, opts RunOptions) (string, error) {
+	req := &pb.StartRunRequest{
+		Input:         input,
+		Agent:         opts.Agent,
+		SessionId:     opts.SessionID,
+		RunId:         opts.RunID,
+		Metadata:      opts.Metadata,
+		ChunkWindowMs: opts.ChunkWindowMs,
+	}
+	if opts.Timeout > 0 {
+		req.Timeout = durationpb.New(opts.Timeout)
+	}
+	resp, err := c.stub.StartRun(ctx, req)
+	if err != nil {
+		return "", FromStatus(err)
+	}
+	return resp.GetRunId(), nil
+}
+
+// SubscribeRun follows a run from afterSeq: every retained event after it, then live ones, then the
+// terminal message. Resume after a disconnect by subscribing again from the last seq you processed.
+func (c *Client) SubscribeRun(ctx context.Context, runID string, afterSeq uint64, mode pb.StreamingMode) (*Stream, error) {
+	call, err := c.stub.SubscribeRun(ctx, &pb.SubscribeRunRequest{RunId: runID, AfterSeq: afterSeq, StreamingMode: mode})
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return &Stream{call: call}, nil
+}
+
 // GetRun describes a run.
 func (c *Client) GetRun(ctx context.Context, runID string) (*pb.Run, error) {
 	run, err := c.stub.GetRun(ctx, &pb.GetRunRequest{RunId: runID})
