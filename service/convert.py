@@ -27,7 +27,7 @@ from service.runtime.events import (
 from service.validation import RunRequest
 
 if TYPE_CHECKING:
-    from service.runs import RunInfo
+    from service.run import RunInfo
 
 TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.RUNNING: pb.TASK_STATUS_RUNNING,

@@ -1,52 +1,32 @@
-"""Runs as objects of their own: a Run executes an agent into its log; the RunManager admits and tracks runs."""
+"""The RunManager: admits runs (agent lookup, run-id uniqueness, limits, draining), tracks them, serves cursors."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from service.errors import (
     AgentNotFound,
-    AgentStreamError,
-    InternalError,
     RunAlreadyExists,
-    RunCancelled,
     RunNotFound,
-    RunTimedOut,
     ServerDraining,
     TooManyRuns,
     TooManySubscribers,
     check_subscription_position,
 )
 from service.redis_store import RedisStore
-from service.runlog import EventsNotRetained, RunLog
+from service.run import ModelFactory, Run
+from service.runlog import EventsNotRetained
 from service.runtime.agents import AgentSpec
-from service.runtime.events import (
-    AgentStep,
-    Event,
-    Output,
-    RunEvent,
-    TaskError,
-    TaskFinished,
-    TaskStarted,
-    TaskStatus,
-    ToolResult,
-    Usage,
-)
-from service.runtime.llm import ChatModel
-from service.runtime.loop import run_agent
+from service.runtime.events import RunEvent, TaskStatus
 from service.validation import ValidRunRequest
 
 logger = logging.getLogger("agentstream.runs")
-
-ModelFactory = Callable[[AgentSpec], ChatModel]
-"""Gives the chat model an agent's LLM calls go to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,194 +40,6 @@ class RunLimits:
     max_retained_events: int = 100_000
     chunk_window_ms: int = 0
     max_subscribers_per_run: int = 64
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """What GetRun reports about a run."""
-
-    run_id: str
-    agent: str
-    session_id: str
-    status: TaskStatus
-    created_at: float
-    finished_at: float | None
-    last_seq: int
-    terminal: TaskFinished | None
-
-
-class Run:
-    """One run of an agent: its log, and the task that executes the agent into the log."""
-
-    def __init__(
-        self,
-        request: ValidRunRequest,
-        agent: AgentSpec,
-        run_id: str,
-        timeout_s: float,
-        *,
-        max_unread: int = 10_000,
-        max_retained: int = 100_000,
-        chunk_window_ms: int = 0,
-        paced: bool = True,
-    ) -> None:
-        self.chunk_window_s = chunk_window_ms / 1000
-        self.run_id = run_id
-        self.request = request
-        self.agent = agent
-        self.timeout_s = timeout_s
-        self.log = RunLog(run_id, request.session_id, max_unread=max_unread, max_retained=max_retained, paced=paced)
-        self.subscribers = 0
-        self.created_at = time.time()
-        self.finished_at: float | None = None
-        self._cancel_reason = "cancelled"
-        self._abort_error: AgentStreamError | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def info(self) -> RunInfo:
-        """A snapshot for GetRun."""
-        terminal = self.log.terminal
-        return RunInfo(
-            run_id=self.run_id,
-            agent=self.agent.name,
-            session_id=self.request.session_id,
-            status=terminal.status if terminal is not None else TaskStatus.RUNNING,
-            created_at=self.created_at,
-            finished_at=self.finished_at,
-            last_seq=self.log.last_seq,
-            terminal=terminal,
-        )
-
-    @property
-    def done(self) -> bool:
-        """True once the run has ended (its terminal event is in the log)."""
-        return self.log.closed
-
-    def start(self, model: ChatModel, on_done: Callable[[Run], None]) -> None:
-        """Start executing the run in its own task; on_done is called once the run has ended."""
-        self._task = asyncio.create_task(self._execute(model), name=f"run:{self.run_id}")
-        self._task.add_done_callback(lambda _: self._ensure_terminal())
-        self._task.add_done_callback(lambda _: on_done(self))
-
-    def _ensure_terminal(self) -> None:
-        # A task cancelled before its first step never enters _execute; its readers still need an end.
-        if not self.log.closed:
-            self.finished_at = time.time()
-            if self._abort_error is not None:
-                terminal = _failure(TaskStatus.FAILED, self._abort_error, self.agent.name, "")
-            else:
-                cancelled = RunCancelled(f"run cancelled: {self._cancel_reason}")
-                terminal = _failure(TaskStatus.CANCELLED, cancelled, self.agent.name, "")
-            self.log.append(terminal, sender=self.agent.name)
-
-    def cancel(self, reason: str) -> None:
-        """Stop the run: its LLM call is closed, its tools cancelled, and it ends with status CANCELLED."""
-        if self._task is not None and not self._task.done():
-            self._cancel_reason = reason
-            self._task.cancel()
-
-    def fail(self, error: AgentStreamError) -> None:
-        """Stop the run like cancel, but end it FAILED with this error (e.g. its run store was lost)."""
-        if self._task is not None and not self._task.done():
-            self._abort_error = error
-            self._task.cancel()
-
-    async def wait(self) -> None:
-        """Wait until the run's task has finished (its terminal event is then in the log)."""
-        if self._task is not None:
-            await asyncio.wait({self._task})
-
-    async def _execute(self, model: ChatModel) -> None:
-        started = time.monotonic()
-        agent_name = self.agent.name
-        self.log.append(
-            TaskStarted(agent_name=agent_name, input=self.request.input),
-            sender=agent_name,
-            headers=self.request.metadata,
-        )
-        usage = Usage()
-        answer = ""
-        terminal: TaskFinished | None = None
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                async with contextlib.aclosing(
-                    run_agent(self.agent, self.request.input, model, chunk_window_s=self.chunk_window_s)
-                ) as events:
-                    log = self.log
-                    async for event in events:
-                        if type(event) is AgentStep and event.usage is not None:
-                            usage += event.usage
-                        elif type(event) is Output:
-                            answer = event.content
-                        log.append(event, sender=_sender_of(event, agent_name))
-                        if log.must_wait:
-                            await log.wait_writable()
-            terminal = TaskFinished(
-                status=TaskStatus.SUCCEEDED,
-                success=True,
-                answer=answer,
-                msg="run succeeded",
-                agent_name=agent_name,
-            )
-        except TimeoutError:
-            terminal = _failure(
-                TaskStatus.TIMED_OUT,
-                RunTimedOut(f"run exceeded its time limit of {self.timeout_s:g} s"),
-                agent_name,
-                answer,
-            )
-        except asyncio.CancelledError:
-            if self._abort_error is not None:
-                terminal = _failure(TaskStatus.FAILED, self._abort_error, agent_name, answer)
-            else:
-                terminal = _failure(
-                    TaskStatus.CANCELLED, RunCancelled(f"run cancelled: {self._cancel_reason}"), agent_name, answer
-                )
-            raise
-        except AgentStreamError as exc:
-            terminal = _failure(TaskStatus.FAILED, exc, agent_name, answer)
-        except Exception as exc:
-            logger.exception("run %s failed with an unexpected error", self.run_id)
-            terminal = _failure(
-                TaskStatus.FAILED,
-                InternalError(f"internal error: {type(exc).__name__}: {exc}"),
-                agent_name,
-                answer,
-            )
-        finally:
-            if terminal is None:  # a BaseException other than CancelledError: still end the stream
-                terminal = _failure(TaskStatus.FAILED, InternalError("run aborted"), agent_name, answer)
-            elapsed = time.monotonic() - started
-            self.finished_at = time.time()
-            self.log.append(_with_totals(terminal, usage, elapsed), sender=agent_name)
-
-
-def _sender_of(event: Event, agent_name: str) -> str:
-    return event.tool_name if type(event) is ToolResult else agent_name
-
-
-def _failure(status: TaskStatus, error: AgentStreamError, agent_name: str, answer: str) -> TaskFinished:
-    return TaskFinished(
-        status=status,
-        success=False,
-        answer=answer,
-        msg=error.message,
-        agent_name=agent_name,
-        error=TaskError(reason=error.reason, code=error.code, metadata=error.metadata),
-    )
-
-
-def _with_totals(terminal: TaskFinished, usage: Usage, elapsed_s: float) -> TaskFinished:
-    return TaskFinished(
-        status=terminal.status,
-        success=terminal.success,
-        answer=terminal.answer,
-        msg=terminal.msg,
-        agent_name=terminal.agent_name,
-        usage=usage,
-        time_cost_s=elapsed_s,
-        error=terminal.error,
-    )
 
 
 class RunManager:
