@@ -160,16 +160,13 @@ ERRORS_BY_REASON: dict[str, type[AgentStreamError]] = {
 }
 """Error class for each ErrorInfo reason of the server's error table."""
 
-def from_rpc_error(error: grpc.RpcError) -> AgentStreamError:
-    """The typed error for a failed call: by the ErrorInfo reason of its status details, else TransportError.
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
-    A status from this service carries ``google.rpc.ErrorInfo`` (domain ``agentstream.dev``) and, when a
-    request field is at fault, ``google.rpc.BadRequest``. A status without them (server unreachable, client
-    deadline, a proxy's error) is a TransportError with the call's code; a reason this SDK does not know yet
-    is a plain AgentStreamError carrying that reason.
-    """
-    code = _code(error)
-    message = _text(error) or code.name
+
+def from_rpc_error(error: grpc.RpcError) -> AgentStreamError:
+    """The typed error for a failed call, from its ErrorInfo / BadRequest details, else from its code."""
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or code.name
     info: error_details_pb2.ErrorInfo | None = None
     violations: list[tuple[str, str]] = []
     details: list[Any] = []
@@ -183,79 +180,30 @@ def from_rpc_error(error: grpc.RpcError) -> AgentStreamError:
             packed.Unpack(bad)
             details.append(bad)
             violations.extend((v.field, v.description) for v in bad.field_violations)
-        else:
-            details.append(packed)
-    if info is None or info.domain != ERROR_DOMAIN:
-        return TransportError(message, code=code, field_violations=violations, details=details)
-    cls = ERRORS_BY_REASON.get(info.reason)
-    return (cls or AgentStreamError)(
+    cls: type[AgentStreamError] = TransportError
+    if info is not None and info.domain == ERROR_DOMAIN:
+        cls = ERRORS_BY_REASON.get(info.reason, TransportError)
+    return cls(
         message,
         code=code,
-        metadata=dict(info.metadata),
+        metadata=dict(info.metadata) if info is not None else {},
         field_violations=violations,
         details=details,
-        reason=None if cls else info.reason,
     )
-
-
-def _code(error: grpc.RpcError) -> grpc.StatusCode:
-    code = error.code() if isinstance(error, grpc.Call) else None
-    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
-
-
-def _text(error: grpc.RpcError) -> str:
-    text = error.details() if isinstance(error, grpc.Call) else None
-    return text if isinstance(text, str) else ""
 
 
 def _status_details(error: grpc.RpcError) -> list[any_pb2.Any]:
-    """The packed details of the call's google.rpc.Status trailer; none if absent or inconsistent."""
-    if not isinstance(error, grpc.Call):  # grpc.aio.AioRpcError and the sync channel's errors both are
-        return []
-    try:
-        status: status_pb2.Status | None = rpc_status.from_call(error)
-    except (ValueError, DecodeError):  # a trailer that contradicts the call's status, or garbage
-        return []
-    return list(status.details) if status is not None else []
+    trailing = getattr(error, "trailing_metadata", None)
+    metadata = trailing() if callable(trailing) else None
+    for key, value in metadata or ():
+        if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            return list(status.details)
+    return []
 
 
-@overload
-def error_for_task(task: TaskResponse, /) -> AgentStreamError: ...
-
-
-@overload
-def error_for_task(
-    reason: str, code: str, message: str, metadata: Mapping[str, str] | None = None
-) -> AgentStreamError: ...
-
-
-def error_for_task(
-    task: TaskResponse | str, code: str = "", message: str = "", metadata: Mapping[str, str] | None = None
-) -> AgentStreamError:
-    """The typed error for an in-band failure, for callers who prefer raising to checking ``success``.
-
-    Pass the terminal TaskMessage's payload (``error_for_task(msg.payload)``), or its error's reason and
-    code name and the message. A failed response without an error takes its class from the status
-    (TIMED_OUT: RunTimedOut, CANCELLED: RunCancelled, else InternalError). A successful one is a ValueError.
-    """
-    if isinstance(task, TaskResponse):
-        if task.success:
-            raise ValueError("the task succeeded: there is no error for it")
-        if task.error is not None:
-            return error_for_task(task.error.reason, task.error.code, task.msg, task.error.metadata)
-        fallback = _BY_STATUS.get(task.status, InternalError)
-        return fallback(task.msg or task.status.name, code=_status_code(fallback.code_name))
-    cls = ERRORS_BY_REASON.get(task)
-    return (cls or AgentStreamError)(
-        message, code=_status_code(code), metadata=metadata, reason=None if cls else task
-    )
-
-
-def _status_code(name: str) -> grpc.StatusCode:
-    return grpc.StatusCode[name] if name in grpc.StatusCode.__members__ else grpc.StatusCode.UNKNOWN
-
-
-_BY_STATUS: dict[TaskStatus, type[AgentStreamError]] = {
-    TaskStatus.TIMED_OUT: RunTimedOut,
-    TaskStatus.CANCELLED: RunCancelled,
-}
+def error_for_task(reason: str, code: str, message: str, metadata: dict[str, str] | None = None) -> AgentStreamError:
+    """The typed error for an in-band failure (a terminal TaskMessage's error), for callers who prefer raising."""
+    cls = ERRORS_BY_REASON.get(reason, InternalError)
+    status = grpc.StatusCode[code] if code in grpc.StatusCode.__members__ else grpc.StatusCode.UNKNOWN
+    return cls(message, code=status, metadata=metadata)
