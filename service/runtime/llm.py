@@ -1,16 +1,22 @@
-"""LLM access: the ChatModel protocol and its OpenAI-compatible implementation (the only openai import)."""
+"""LLM access: the ChatModel protocol, its deltas, and the OpenAI-compatible implementation (the only openai import)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx2
 import openai
 
 from service.errors import LLMUpstreamError
 from service.runtime.events import Usage
+
+_DRAIN_TIMEOUT_S = 0.5
+"""How long to wait for the end of a body after [DONE] before closing its connection instead of reusing it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +85,8 @@ def make_openai_client(
 class OpenAIChatModel:
     """ChatModel over the openai SDK's streaming chat completions.
 
-    The SDK makes the call (auth, retries, status errors); the body is read as raw SSE lines and parsed
-    with json.loads, which costs a small fraction of the SDK's typed chunk parsing per token.
+    The SDK makes the call (auth, retries with backoff, status errors); the body is read as raw SSE lines and
+    parsed with json.loads, a small fraction of the cost of the SDK's typed chunks per token.
     """
 
     def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
@@ -99,7 +105,7 @@ class OpenAIChatModel:
         *,
         temperature: float | None = None,
     ) -> AsyncGenerator[LLMDelta, None]:
-        """Stream one turn as deltas."""
+        """Stream one turn as deltas; every failure is an LLMUpstreamError, cancellation passes through."""
         request: dict[str, Any] = {
             "model": self._model,
             "messages": list(messages),
@@ -112,8 +118,10 @@ class OpenAIChatModel:
             request["temperature"] = temperature
         try:
             async with self._client.chat.completions.with_streaming_response.create(**request) as response:
+                finished = False
                 pending = b""
-                async for data in response.iter_bytes():
+                chunks = response.iter_bytes()
+                async for data in chunks:
                     lines = (pending + data).split(b"\n") if pending else data.split(b"\n")
                     pending = lines.pop()
                     for line in lines:
@@ -121,23 +129,39 @@ class OpenAIChatModel:
                             continue  # blank separators, comments, event: and id: fields
                         payload = line[5:].strip()
                         if payload == b"[DONE]":
+                            await _drain(chunks)
                             return
                         for delta in _deltas(_parse(payload)):
+                            finished = finished or type(delta) is Finish
                             yield delta
-            raise LLMUpstreamError("LLM stream ended without [DONE]: the response was cut off")
+                if pending.startswith(b"data:") and pending[5:].strip() == b"[DONE]":
+                    return  # a last line without its newline
+                if not finished:
+                    raise LLMUpstreamError("LLM stream ended before the model finished its turn (no [DONE])")
         except openai.APIStatusError as exc:
             raise LLMUpstreamError(
                 f"LLM endpoint returned HTTP {exc.status_code}: {_error_text(exc)}",
                 metadata={"http_status": str(exc.status_code)},
             ) from exc
-        except openai.APITimeoutError as exc:
-            raise LLMUpstreamError(f"LLM endpoint timed out: {exc}") from exc
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            raise LLMUpstreamError(
+                f"LLM endpoint timed out: nothing received for {self._client.timeout}s ({type(exc).__name__})"
+            ) from exc
         except openai.APIConnectionError as exc:
-            raise LLMUpstreamError(f"cannot reach the LLM endpoint: {exc}") from exc
-        except openai.OpenAIError as exc:
-            raise LLMUpstreamError(f"LLM call failed: {exc}") from exc
-        except OSError as exc:
+            cause = exc.__cause__ or exc
+            raise LLMUpstreamError(f"cannot reach the LLM endpoint {self._client.base_url}: {cause}") from exc
+        except (httpx2.HTTPError, httpx2.StreamError, OSError) as exc:
             raise LLMUpstreamError(f"LLM stream broke: {type(exc).__name__}: {exc}") from exc
+        except openai.OpenAIError as exc:
+            raise LLMUpstreamError(f"LLM call failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read the rest of a finished body (normally just the chunked terminator) so the connection is reused."""
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError, httpx2.StreamError):
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            async for _ in chunks:
+                pass
 
 
 def _error_text(exc: openai.APIStatusError) -> str:
