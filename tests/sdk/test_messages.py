@@ -70,3 +70,63 @@ def test_a_message_without_payload_is_a_base_message() -> None:
     message = m.from_proto(pb.Message(id="x", seq=1, category="future"))
     assert type(message) is m.Message
     assert message.payload is None
+
+
+PAYLOAD_FIELDS = [f.name for f in pb.Message.DESCRIPTOR.oneofs_by_name["payload"].fields]
+
+
+@pytest.mark.parametrize("name", PAYLOAD_FIELDS)
+def test_every_payload_of_the_contract_has_its_own_sdk_class(name: str) -> None:
+    message = pb.Message(id="r:1", seq=1)
+    getattr(message, name).SetInParent()
+    converted = m.from_proto(message)
+    assert type(converted) is not m.Message, f"from_proto does not convert payload {name!r}"
+    assert converted.payload is not None
+
+
+def test_payload_kinds_map_to_distinct_classes() -> None:
+    kinds = set()
+    for name in PAYLOAD_FIELDS:
+        message = pb.Message()
+        getattr(message, name).SetInParent()
+        kinds.add(type(m.from_proto(message)))
+    assert len(kinds) == len(PAYLOAD_FIELDS)
+
+
+def test_a_payload_from_a_newer_contract_is_a_base_message_not_an_error() -> None:
+    tag = 28 << 3 | 2  # payload field 28, length-delimited: a variant this SDK does not know
+    unknown_variant = bytes([tag & 0x7F | 0x80, tag >> 7, 2]) + b"hi"
+    message = pb.Message.FromString(pb.Message(id="r:1", seq=1, category="new").SerializeToString() + unknown_variant)
+    assert message.WhichOneof("payload") is None
+    converted = m.from_proto(message)
+    assert type(converted) is m.Message
+    assert (converted.id, converted.category, converted.payload) == ("r:1", "new", None)
+
+
+def test_a_scripted_run_converts_field_by_field() -> None:
+    from tests.sdk import calculator_run
+
+    (start, first, _, tool, result, step, memory, _, output, group, end) = [m.from_proto(x) for x in calculator_run()]
+    assert isinstance(start, m.TaskMessage) and not start.is_terminal
+    assert (start.payload.status, start.payload.input, start.payload.usage) == (
+        TaskStatus.RUNNING,
+        "What is 2+2?",
+        None,
+    )
+    assert first.payload == m.Chunk("Let me ", "m", "assistant", 1, "")
+    assert (first.sender, first.caller, first.receiver, first.session_id) == ("assistant", "runtime", "", "s-1")
+    assert first.timestamp == datetime.datetime(2023, 11, 14, 22, 13, 20, 2000, tzinfo=datetime.UTC)
+    calc = m.ActionModel("calculator", "calculator", "c1", "assistant", {"expression": "2+2"})
+    assert tool.payload == [calc]
+    assert result.payload == m.ToolResult("c1", "calculator", "4", False, 0.25, "assistant")
+    assert step.payload == m.AgentStep("assistant", 1, "Let me check.", [calc], "tool_calls", None)
+    assert memory.payload == m.Memory("tool", "4", "assistant")
+    assert output.payload == m.Output("It is 4.", "assistant")
+    assert group.payload == m.Group("g", ["assistant"], "done")
+    assert isinstance(end, m.TaskMessage) and end.is_terminal
+    assert (end.payload.success, end.payload.answer, end.payload.time_cost, end.payload.error) == (
+        True,
+        "It is 4.",
+        1.5,
+        None,
+    )

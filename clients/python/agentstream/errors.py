@@ -2,35 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from agentstream.messages import TaskResponse
+from agentstream.types import TaskStatus
 
 ERROR_DOMAIN = "agentstream.dev"
+"""The ``google.rpc.ErrorInfo.domain`` of the errors the agentstream server reports."""
 
 
 class AgentStreamError(Exception):
-    """An error reported by (or on the way to) the agentstream server."""
+    """An error reported by (or on the way to) the agentstream server.
 
-    reason: ClassVar[str] = ""
+    ``code`` is the call's grpc.StatusCode; ``reason`` the ErrorInfo reason (the class's own, or the
+    server's when this SDK does not know it yet); ``message`` the status message; ``metadata`` the ErrorInfo
+    metadata; ``field_violations`` the BadRequest (field, description) pairs; ``details`` every detail
+    message of the status, unpacked when it is an ErrorInfo or BadRequest.
+    """
+
+    reason: str = ""
 
     def __init__(
         self,
         message: str,
         *,
         code: grpc.StatusCode = grpc.StatusCode.UNKNOWN,
-        metadata: dict[str, str] | None = None,
-        field_violations: list[tuple[str, str]] | None = None,
-        details: list[Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        field_violations: Sequence[tuple[str, str]] | None = None,
+        details: Sequence[Any] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
-        self.metadata = metadata or {}
-        self.field_violations = field_violations or []
-        self.details = details or []
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.field_violations: list[tuple[str, str]] = list(field_violations or [])
+        self.details: list[Any] = list(details or [])
+        if reason is not None:
+            self.reason = reason
 
     def __str__(self) -> str:
         return f"{self.code.name} {self.reason or 'ERROR'}: {self.message}"
@@ -160,13 +176,19 @@ ERRORS_BY_REASON: dict[str, type[AgentStreamError]] = {
 }
 """Error class for each ErrorInfo reason of the server's error table."""
 
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_CALL_ERRORS = (grpc.Call, grpc.aio.AioRpcError)  # a sync channel's errors are grpc.Call; the aio one is not
 
 
 def from_rpc_error(error: grpc.RpcError) -> AgentStreamError:
-    """The typed error for a failed call, from its ErrorInfo / BadRequest details, else from its code."""
-    code: grpc.StatusCode = error.code()
-    message: str = error.details() or code.name
+    """The typed error for a failed call: by the ErrorInfo reason of its status details, else TransportError.
+
+    A status from this service carries ``google.rpc.ErrorInfo`` (domain ``agentstream.dev``) and, when a
+    request field is at fault, ``google.rpc.BadRequest``. A status without them (server unreachable, client
+    deadline, a proxy's error) is a TransportError with the call's code; a reason this SDK does not know yet
+    is a plain AgentStreamError carrying that reason.
+    """
+    code = _code(error)
+    message = _text(error) or code.name
     info: error_details_pb2.ErrorInfo | None = None
     violations: list[tuple[str, str]] = []
     details: list[Any] = []
@@ -180,30 +202,75 @@ def from_rpc_error(error: grpc.RpcError) -> AgentStreamError:
             packed.Unpack(bad)
             details.append(bad)
             violations.extend((v.field, v.description) for v in bad.field_violations)
-    cls: type[AgentStreamError] = TransportError
-    if info is not None and info.domain == ERROR_DOMAIN:
-        cls = ERRORS_BY_REASON.get(info.reason, TransportError)
-    return cls(
+        else:
+            details.append(packed)
+    if info is None or info.domain != ERROR_DOMAIN:
+        return TransportError(message, code=code, field_violations=violations, details=details)
+    cls = ERRORS_BY_REASON.get(info.reason)
+    return (cls or AgentStreamError)(
         message,
         code=code,
-        metadata=dict(info.metadata) if info is not None else {},
+        metadata=info.metadata,
         field_violations=violations,
         details=details,
+        reason=None if cls else info.reason,
     )
 
 
+def _code(error: grpc.RpcError) -> grpc.StatusCode:
+    code = error.code() if isinstance(error, _CALL_ERRORS) else None
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _text(error: grpc.RpcError) -> str:
+    text = error.details() if isinstance(error, _CALL_ERRORS) else None
+    return text if isinstance(text, str) else ""
+
+
 def _status_details(error: grpc.RpcError) -> list[any_pb2.Any]:
-    trailing = getattr(error, "trailing_metadata", None)
-    metadata = trailing() if callable(trailing) else None
-    for key, value in metadata or ():
-        if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            return list(status.details)
-    return []
+    """The packed details of the call's google.rpc.Status trailer; none when absent or inconsistent."""
+    if not isinstance(error, _CALL_ERRORS):
+        return []
+    try:
+        status: status_pb2.Status | None = rpc_status.from_call(error)
+    except (ValueError, DecodeError):  # a trailer contradicting the call's code or message, or garbage
+        return []
+    return list(status.details) if status is not None else []
 
 
-def error_for_task(reason: str, code: str, message: str, metadata: dict[str, str] | None = None) -> AgentStreamError:
-    """The typed error for an in-band failure (a terminal TaskMessage's error), for callers who prefer raising."""
-    cls = ERRORS_BY_REASON.get(reason, InternalError)
-    status = grpc.StatusCode[code] if code in grpc.StatusCode.__members__ else grpc.StatusCode.UNKNOWN
-    return cls(message, code=status, metadata=metadata)
+@overload
+def error_for_task(task: TaskResponse, /) -> AgentStreamError: ...
+
+
+@overload
+def error_for_task(
+    reason: str, /, code: str, message: str, metadata: Mapping[str, str] | None = None
+) -> AgentStreamError: ...
+
+
+def error_for_task(
+    task: TaskResponse | str, /, code: str = "", message: str = "", metadata: Mapping[str, str] | None = None
+) -> AgentStreamError:
+    """The typed error for an in-band failure, for callers who prefer raising to checking ``success``.
+
+    Pass the terminal TaskMessage's payload (``raise error_for_task(msg.payload)``), or the reason, gRPC
+    code name and message of its error. A failed response without an error takes its class from its status
+    (TIMED_OUT: RunTimedOut, CANCELLED: RunCancelled, otherwise InternalError); a successful one is a
+    ValueError.
+    """
+    if not isinstance(task, TaskResponse):
+        cls = ERRORS_BY_REASON.get(task)
+        status = grpc.StatusCode[code] if code in grpc.StatusCode.__members__ else grpc.StatusCode.UNKNOWN
+        return (cls or AgentStreamError)(message, code=status, metadata=metadata, reason=None if cls else task)
+    if task.success:
+        raise ValueError("the task succeeded: there is no error for it")
+    if task.error is not None:
+        return error_for_task(task.error.reason, task.error.code, task.msg, task.error.metadata)
+    fallback, fallback_code = _BY_STATUS.get(task.status, (InternalError, grpc.StatusCode.INTERNAL))
+    return fallback(task.msg or task.status.name, code=fallback_code)
+
+
+_BY_STATUS: dict[TaskStatus, tuple[type[AgentStreamError], grpc.StatusCode]] = {
+    TaskStatus.TIMED_OUT: (RunTimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
+    TaskStatus.CANCELLED: (RunCancelled, grpc.StatusCode.CANCELLED),
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from agentstream.client import Client
@@ -38,23 +39,33 @@ class Runners:
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> AsyncGenerator[Message, None]:
-        """Run an agent on an input and yield its messages as they happen."""
-        async with Client(target) as client:
-            async for message in client.streaming_run(
-                input,
-                agent=agent,
-                streaming_mode=streaming_mode,
-                session_id=session_id,
-                run_id=run_id,
-                metadata=metadata,
-                timeout=timeout,
-            ):
+        """Run an agent on an input and yield its messages as they happen, ending with the terminal TaskMessage.
+
+        Opens a Client on ``target`` (else ``$AGENTSTREAM_TARGET``, else 127.0.0.1:50051) for the duration
+        of the iteration; leaving the loop early cancels the run. Raises a typed AgentStreamError when the
+        call fails.
+        """
+        async with (
+            Client(target) as client,
+            aclosing(
+                client.streaming_run(
+                    input,
+                    agent=agent,
+                    streaming_mode=streaming_mode,
+                    session_id=session_id,
+                    run_id=run_id,
+                    metadata=metadata,
+                    timeout=timeout,
+                )
+            ) as stream,
+        ):
+            async for message in stream:
                 yield message
 
     @staticmethod
     async def streaming_run_task(task: Task, *, target: str | None = None) -> AsyncGenerator[Message, None]:
-        """Run a Task and yield its messages as they happen."""
-        async for message in Runners.streaming_run(
+        """Run a Task and yield its messages as they happen (see streaming_run)."""
+        stream = Runners.streaming_run(
             task.input,
             task.agent,
             task.streaming_mode,
@@ -63,5 +74,7 @@ class Runners:
             run_id=task.run_id,
             metadata=task.metadata,
             timeout=task.timeout,
-        ):
-            yield message
+        )
+        async with aclosing(stream):
+            async for message in stream:
+                yield message

@@ -60,8 +60,14 @@ class SyncClient:
         run_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        chunk_window_ms: int | None = None,
+        continue_on_disconnect: bool = False,
     ) -> Generator[Message, None, None]:
-        """Start a run and yield its messages; closing the generator early cancels the run."""
+        """Start a run and yield its messages; the last is the terminal TaskMessage.
+
+        Arguments as for Client.streaming_run. Raises a typed AgentStreamError when the call fails; leaving
+        the loop or closing the generator early cancels the call, and with it the run on the server.
+        """
         request = build_request(
             input,
             agent=agent,
@@ -70,6 +76,8 @@ class SyncClient:
             run_id=run_id,
             metadata=metadata,
             timeout=timeout,
+            chunk_window_ms=chunk_window_ms,
+            continue_on_disconnect=continue_on_disconnect,
         )
         call = self._stub.StreamingRun(request, metadata=self._call_metadata)
         try:
