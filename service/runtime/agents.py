@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ DEFAULT_INSTRUCTIONS = (
     "the date or time; answer concisely."
 )
 _AGENT_KEYS = {"instructions", "model", "tools", "max_steps", "temperature"}
+MAX_TEMPERATURE = 2.0
+"""The highest sampling temperature the OpenAI API accepts."""
 
 
 class AgentConfigError(ValueError):
@@ -52,12 +55,14 @@ def default_agents() -> AgentCatalog:
     return AgentCatalog(agents={assistant.name: assistant}, default=assistant.name)
 
 
-def load_agents(path: Path) -> AgentCatalog:
+def load_agents(path: str | os.PathLike[str]) -> AgentCatalog:
     """Load an agents TOML file (see the README's 'Agents file'); raises AgentConfigError on any fault."""
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
     except OSError as exc:
         raise AgentConfigError(f"cannot read agents file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise AgentConfigError(f"agents file {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise AgentConfigError(f"agents file {path} is not valid TOML: {exc}") from None
     unknown = set(data) - {"default", "agents"}
@@ -68,13 +73,17 @@ def load_agents(path: Path) -> AgentCatalog:
         raise AgentConfigError(f"{path}: define at least one agent as a [agents.NAME] table")
     agents = {name: _agent(path, name, table) for name, table in tables.items()}
     default = data.get("default", DEFAULT_AGENT_NAME if DEFAULT_AGENT_NAME in agents else next(iter(agents)))
+    if not isinstance(default, str):
+        raise AgentConfigError(f"{path}: default must be a string naming an agent; agents: {sorted(agents)}")
     if default not in agents:
         raise AgentConfigError(f"{path}: default agent {default!r} is not defined; agents: {sorted(agents)}")
     return AgentCatalog(agents=agents, default=default)
 
 
-def _agent(path: Path, name: str, table: Any) -> AgentSpec:
+def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
     where = f"{path}: [agents.{name}]"
+    if not name.strip():
+        raise AgentConfigError(f"{path}: an agent name must not be blank")
     if not isinstance(table, dict):
         raise AgentConfigError(f"{where} must be a table")
     unknown = set(table) - _AGENT_KEYS
@@ -82,16 +91,23 @@ def _agent(path: Path, name: str, table: Any) -> AgentSpec:
         raise AgentConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_AGENT_KEYS)}")
     instructions = _typed(where, table, "instructions", str, "")
     model = _typed(where, table, "model", str, None)
+    if model is not None and not model.strip():
+        raise AgentConfigError(f"{where}: model must not be empty; leave it out to use the server's default model")
     max_steps = _typed(where, table, "max_steps", int, 10)
     if max_steps < 1:
         raise AgentConfigError(f"{where}: max_steps must be at least 1, got {max_steps}")
     temperature = table.get("temperature")
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, int | float)):
         raise AgentConfigError(f"{where}: temperature must be a number")
+    if temperature is not None and not 0 <= temperature <= MAX_TEMPERATURE:
+        raise AgentConfigError(f"{where}: temperature must be between 0 and {MAX_TEMPERATURE:g}, got {temperature}")
     names = _typed(where, table, "tools", list, [])
     tools = tuple(_tool(where, entry) for entry in names)
-    if len({t.name for t in tools}) != len(tools):
-        raise AgentConfigError(f"{where}: a tool is listed twice")
+    seen: set[str] = set()
+    for tool in tools:
+        if tool.name in seen:
+            raise AgentConfigError(f"{where}: two tools are named {tool.name!r}; tool names must be unique")
+        seen.add(tool.name)
     return AgentSpec(
         name=name,
         instructions=instructions,

@@ -39,8 +39,10 @@ async def coalesce(deltas: AsyncIterator[LLMDelta], window_s: float) -> AsyncGen
     flush_at = 0.0
     last_sent = -window_s
     error: Exception | None = None
-    async with asyncio.TaskGroup() as group:
-        group.create_task(pump())
+    # The pump is a plain task, not a TaskGroup member: this generator yields, and closing it at a yield
+    # (GeneratorExit) inside a TaskGroup would surface as an ExceptionGroup instead of a clean close.
+    pumping = asyncio.create_task(pump())
+    try:
         while True:
             if held:
                 try:
@@ -71,5 +73,9 @@ async def coalesce(deltas: AsyncIterator[LLMDelta], window_s: float) -> AsyncGen
                 error = item.error
                 break
             yield item
-    if error is not None:  # raised outside the TaskGroup so callers see it unwrapped
+    finally:
+        if not pumping.done():
+            pumping.cancel()
+            await asyncio.wait([pumping])
+    if error is not None:
         raise error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import re
@@ -14,6 +15,7 @@ from service.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, Usag
 DEMO_LABEL = "agentstream-demo (offline)"
 _ARITHMETIC = re.compile(r"[-+(]*\s*\d+(?:\.\d+)?(?:\s*(?:\*\*|//|[-+*/%])\s*[-+(]*\s*\d+(?:\.\d+)?\s*\)*)+\)*")
 _TOKEN = re.compile(r"\S+\s*")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 class DemoChatModel:
@@ -38,8 +40,9 @@ class DemoChatModel:
         temperature: float | None = None,
     ) -> AsyncGenerator[LLMDelta, None]:
         """Stream one turn."""
-        prompt = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
-        tool_results = [m for m in messages if m.get("role") == "tool"]
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+        prompt = str(messages[last_user].get("content") or "") if last_user >= 0 else ""
+        tool_results = [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
         offers_calculator = any(t.get("function", {}).get("name") == "calculator" for t in tools)
         expression = _expression(prompt)
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages)
@@ -50,7 +53,8 @@ class DemoChatModel:
                 await self._pause()
                 yield ToolCallDelta(index=0, id=None, name=None, arguments=arguments[start : start + 8])
             yield Finish("tool_calls")
-            yield UsageReport(Usage(prompt_tokens, 1, prompt_tokens + 1))
+            completion_tokens = len(arguments.split())
+            yield UsageReport(Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens))
             return
         answer = _answer(prompt, expression, tool_results)
         words = _TOKEN.findall(answer)
@@ -74,15 +78,21 @@ def _expression(prompt: str) -> str | None:
         expression = expression[1:].strip()
     while expression.count(")") > expression.count("(") and expression.endswith(")"):
         expression = expression[:-1].strip()
+    try:  # parsed, never evaluated: only well-formed arithmetic is worth a calculator call
+        ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return None
     return expression
 
 
 def _answer(prompt: str, expression: str | None, tool_results: Sequence[Mapping[str, Any]]) -> str:
     if tool_results:
         result = str(tool_results[-1].get("content") or "")
-        if expression:
-            return f"Using the calculator: {expression} = {result}. So the answer is {result}."
-        return f"The tool returned: {result}."
+        if not expression:
+            return f"The tool returned: {result}."
+        if _NUMBER.fullmatch(result):
+            return f"{expression} = {result}."
+        return f"The calculator could not evaluate {expression}: {result}."
     topic = " ".join(prompt.split()[:12]).rstrip("?.!") or "your request"
     return (
         f"This is the offline demo model of agentstream, answering without an LLM endpoint. "

@@ -100,7 +100,7 @@ async def run_agent(
             async for result in finished:
                 results[result.tool_call_id] = result
                 yield result
-        for action in actions:
+        for action in actions:  # tool messages in call order, whatever order the tools finished in
             result = results[action.tool_call_id]
             messages.append({"role": "tool", "tool_call_id": action.tool_call_id, "content": result.content})
             yield MemoryAppended(role="tool", content=result.content, agent_name=spec.name)
@@ -111,11 +111,16 @@ async def run_agent(
 
 
 def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tuple[tuple[Action, ...], set[str]]:
+    """The turn's calls as actions (ids made unique), and the ids of those whose arguments are not a JSON object."""
     actions = []
     bad_arguments: set[str] = set()
+    seen: set[str] = set()
     for index in sorted(pending):
         call = pending[index]
         call_id = call.id or f"call_{step}_{index}"
+        if call_id in seen:  # a model that repeats an id would otherwise get one tool message for two calls
+            call_id = f"{call_id}_{index}"
+        seen.add(call_id)
         raw = "".join(call.arguments)
         try:
             params = json.loads(raw) if raw.strip() else {}
@@ -131,17 +136,35 @@ def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tu
 async def _run_tools(
     tools: dict[str, Tool], actions: tuple[Action, ...], bad_arguments: set[str]
 ) -> AsyncGenerator[ToolResult, None]:
-    """Run the calls concurrently, yielding each result as it completes; cancelling cancels them all."""
-    queue: asyncio.Queue[ToolResult] = asyncio.Queue(maxsize=len(actions))
-    async with asyncio.TaskGroup() as group:
-        for action in actions:
-            group.create_task(_run_one(tools, action, action.tool_call_id in bad_arguments, queue))
-        for _ in actions:
-            yield await queue.get()
+    """Run the calls concurrently, yielding each result as it completes; closing or cancelling cancels them all.
+
+    The TaskGroup runs in a task of its own and hands results over a bounded queue ended by a sentinel, so
+    this generator never yields from inside the group: closing it at a yield (GeneratorExit) cannot be
+    mistaken by the group for a failure, and the group never cancels the consumer's task.
+    """
+    queue: asyncio.Queue[ToolResult | None] = asyncio.Queue(maxsize=len(actions) + 1)
+
+    async def run_all() -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for action in actions:
+                    group.create_task(_run_one(tools, action, action.tool_call_id in bad_arguments, queue))
+        finally:
+            queue.put_nowait(None)  # never blocks: one slot per call plus this one
+
+    runner = asyncio.create_task(run_all())
+    try:
+        while (result := await queue.get()) is not None:
+            yield result
+        await runner  # re-raises a failure of the runner itself
+    finally:
+        if not runner.done():
+            runner.cancel()
+            await asyncio.wait([runner])  # the tools are cancelled and awaited; our own cancellation passes through
 
 
 async def _run_one(
-    tools: dict[str, Tool], action: Action, bad_arguments: bool, queue: asyncio.Queue[ToolResult]
+    tools: dict[str, Tool], action: Action, bad_arguments: bool, queue: asyncio.Queue[ToolResult | None]
 ) -> None:
     started = time.monotonic()
     tool = tools.get(action.tool_name)
@@ -156,7 +179,12 @@ async def _run_one(
             is_error = False
         except Exception as exc:
             content = f"{type(exc).__name__}: {exc}"
-    await queue.put(
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the run is being cancelled: never swallowed
+            content = "CancelledError: the tool cancelled itself"  # raised by the tool, not by us
+    queue.put_nowait(
         ToolResult(
             tool_call_id=action.tool_call_id,
             tool_name=action.tool_name,

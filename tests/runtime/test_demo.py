@@ -2,30 +2,119 @@
 
 from __future__ import annotations
 
-from service.runtime.agents import default_agents
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from service.runtime.agents import AgentSpec, default_agents
+from service.runtime.builtin_tools import BUILTIN_TOOLS
 from service.runtime.demo import DEMO_LABEL, DemoChatModel
-from service.runtime.events import Chunk, Output, ToolResult
+from service.runtime.events import AgentStep, Chunk, Output, ToolCall, ToolResult
+from service.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 from service.runtime.loop import run_agent
+from service.runtime.tools import openai_tool_spec
+
+CALCULATOR = [openai_tool_spec(BUILTIN_TOOLS["calculator"])]
 
 
-async def test_arithmetic_prompts_stream_a_calculator_call_and_then_the_result() -> None:
+async def turn(
+    messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = CALCULATOR
+) -> list[LLMDelta]:
+    return [delta async for delta in DemoChatModel(token_delay_s=0).stream(messages, tools)]
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def text_of(deltas: list[LLMDelta]) -> str:
+    return "".join(d.content for d in deltas if isinstance(d, TextDelta))
+
+
+def test_the_label_says_it_is_the_offline_demo() -> None:
+    assert DemoChatModel().label == DEMO_LABEL == "agentstream-demo (offline)"
+
+
+async def test_arithmetic_streams_a_calculator_call_in_fragments() -> None:
+    deltas = await turn([{"role": "system", "content": "be brief"}, user("What is 12 * (3 + 4)?")])
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert len(calls) > 2
+    assert {(d.index, d.id, d.name) for d in calls[:1]} == {(0, "call_demo_1", "calculator")}
+    assert json.loads("".join(d.arguments for d in calls)) == {"expression": "12 * (3 + 4)"}
+    assert not text_of(deltas)
+    assert deltas[-2] == Finish("tool_calls")
+    usage = deltas[-1]
+    assert isinstance(usage, UsageReport)
+    assert usage.usage.prompt_tokens == 9  # words in the messages
+    assert usage.usage.total_tokens == usage.usage.prompt_tokens + usage.usage.completion_tokens
+
+
+async def test_after_the_tool_result_it_answers_with_it() -> None:
+    messages = [user("What is 12 * (3 + 4)?"), {"role": "assistant", "content": None}]
+    deltas = await turn([*messages, {"role": "tool", "tool_call_id": "call_demo_1", "content": "84"}])
+    assert text_of(deltas) == "12 * (3 + 4) = 84."
+    assert len([d for d in deltas if isinstance(d, TextDelta)]) == 7  # word by word
+    assert deltas[-2] == Finish("stop")
+    assert isinstance(deltas[-1], UsageReport)
+    assert deltas[-1].usage.completion_tokens == 7
+
+
+async def test_a_calculator_error_is_reported_not_presented_as_the_answer() -> None:
+    result = {"role": "tool", "tool_call_id": "call_demo_1", "content": "ValueError: division by zero"}
+    deltas = await turn([user("What is 1 / 0?"), {"role": "assistant", "content": None}, result])
+    assert text_of(deltas) == "The calculator could not evaluate 1 / 0: ValueError: division by zero."
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tools"),
+    [
+        ("What is 2 + 2?", []),  # no calculator offered
+        ("Tell me about gRPC", CALCULATOR),  # no arithmetic
+        ("Is 7 a lucky number?", CALCULATOR),  # a number, but no expression
+        ("What is (1 + 2) * (3?", CALCULATOR),  # not well-formed arithmetic
+    ],
+)
+async def test_without_arithmetic_and_a_calculator_it_streams_a_text_answer(
+    prompt: str, tools: list[dict[str, Any]]
+) -> None:
+    deltas = await turn([user(prompt)], tools)
+    assert not [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert prompt.rstrip("?") in text_of(deltas)
+    assert Finish("stop") in deltas
+
+
+async def test_a_tool_result_from_an_earlier_question_does_not_stop_a_new_calculation() -> None:
+    earlier = [user("What is 1 + 1?"), {"role": "assistant", "content": None}, {"role": "tool", "content": "2"}]
+    deltas = await turn([*earlier, {"role": "assistant", "content": "1 + 1 = 2."}, user("And 3 * 3?")])
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert json.loads("".join(d.arguments for d in calls)) == {"expression": "3 * 3"}
+
+
+async def test_the_demo_is_deterministic() -> None:
+    messages = [user("Tell me about streaming")]
+    assert await turn(messages) == await turn(messages)
+
+
+async def test_a_run_with_the_default_agent_does_a_calculator_round_trip() -> None:
     agent = default_agents().agents["assistant"]
     events = [e async for e in run_agent(agent, "What is 12 * (3 + 4)?", DemoChatModel(token_delay_s=0))]
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert [(a.tool_name, dict(a.params)) for a in call.actions] == [("calculator", {"expression": "12 * (3 + 4)"})]
     (result,) = [e for e in events if isinstance(e, ToolResult)]
     assert (result.tool_name, result.content, result.is_error) == ("calculator", "84", False)
-    output = events[-1]
-    assert isinstance(output, Output)
-    assert "84" in output.content
+    assert events[-1] == Output(content="12 * (3 + 4) = 84.", agent_name="assistant")
     chunks = [e for e in events if isinstance(e, Chunk)]
-    assert len(chunks) > 5
     assert {c.model for c in chunks} == {DEMO_LABEL}
+    assert [s.finish_reason for s in events if isinstance(s, AgentStep)] == ["tool_calls", "stop"]
 
 
 async def test_other_prompts_stream_an_answer_token_by_token() -> None:
-    agent = default_agents().agents["assistant"]
+    agent = AgentSpec(name="plain", instructions="")
     events = [e async for e in run_agent(agent, "Tell me about gRPC", DemoChatModel(token_delay_s=0))]
     assert not [e for e in events if isinstance(e, ToolResult)]
-    chunks = "".join(e.content for e in events if isinstance(e, Chunk))
-    assert "Tell me about gRPC" in chunks
-    assert isinstance(events[-1], Output)
-    assert events[-1].content == chunks
+    chunks = [e.content for e in events if isinstance(e, Chunk)]
+    assert len(chunks) > 10
+    assert "Tell me about gRPC" in "".join(chunks)
+    assert events[-1] == Output(content="".join(chunks), agent_name="plain")
