@@ -35,6 +35,17 @@ class Settings:
     lease_s: float = 10.0
     chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
+    max_finished_runs: int = 10_000
+    max_finished_bytes: int = 256 * 1024 * 1024
+    max_runs_per_peer: int = 64
+    max_streams_per_connection: int = 128
+    max_concurrent_rpcs: int = 4096
+    keepalive_time_s: float = 60.0
+    min_client_ping_interval_s: float = 10.0
+    max_connection_idle_s: float = 300.0
+    max_connection_age_s: float = 3600.0
+    max_connection_age_grace_s: float = 900.0
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if self.store != "memory" and not self.store.startswith(("redis://", "rediss://", "unix://")):
@@ -86,6 +97,15 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false (1/0, yes/no, on/off)")
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
@@ -121,5 +141,16 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_LEASE": ("lease_s", _positive_float),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
+    "AGENTSTREAM_MAX_FINISHED_RUNS": ("max_finished_runs", _non_negative_int),
+    "AGENTSTREAM_MAX_FINISHED_BYTES": ("max_finished_bytes", _non_negative_int),
+    "AGENTSTREAM_MAX_RUNS_PER_PEER": ("max_runs_per_peer", _non_negative_int),
+    "AGENTSTREAM_MAX_STREAMS_PER_CONNECTION": ("max_streams_per_connection", _positive_int),
+    "AGENTSTREAM_MAX_CONCURRENT_RPCS": ("max_concurrent_rpcs", _positive_int),
+    "AGENTSTREAM_KEEPALIVE_TIME": ("keepalive_time_s", _positive_float),
+    "AGENTSTREAM_MIN_CLIENT_PING_INTERVAL": ("min_client_ping_interval_s", _non_negative_float),
+    "AGENTSTREAM_MAX_CONNECTION_IDLE": ("max_connection_idle_s", _positive_float),
+    "AGENTSTREAM_MAX_CONNECTION_AGE": ("max_connection_age_s", _positive_float),
+    "AGENTSTREAM_MAX_CONNECTION_AGE_GRACE": ("max_connection_age_grace_s", _non_negative_float),
+    "AGENTSTREAM_REUSE_PORT": ("reuse_port", _boolean),
 }
 """Environment variable -> (settings field, parser)."""

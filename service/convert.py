@@ -39,8 +39,9 @@ TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
 }
 
 
-def _timeout_s(request: rpb.StreamingRunRequest | rpb.StartRunRequest) -> float | None:
-    return request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
+def _timeout(request: rpb.StreamingRunRequest | rpb.StartRunRequest) -> tuple[int, int] | None:
+    # Raw (seconds, nanos): Duration's own conversions raise on out-of-range values; validation reports them.
+    return (request.timeout.seconds, request.timeout.nanos) if request.HasField("timeout") else None
 
 
 def _chunk_window_ms(request: rpb.StreamingRunRequest | rpb.StartRunRequest) -> int | None:
@@ -56,7 +57,7 @@ def run_request_from_proto(request: rpb.StreamingRunRequest) -> RunRequest:
         session_id=request.session_id,
         run_id=request.run_id,
         metadata=dict(request.metadata),
-        timeout_s=_timeout_s(request),
+        timeout=_timeout(request),
         chunk_window_ms=_chunk_window_ms(request),
         on_disconnect=int(request.on_disconnect),
     )
@@ -70,7 +71,7 @@ def start_request_from_proto(request: rpb.StartRunRequest) -> RunRequest:
         session_id=request.session_id,
         run_id=request.run_id,
         metadata=dict(request.metadata),
-        timeout_s=_timeout_s(request),
+        timeout=_timeout(request),
         chunk_window_ms=_chunk_window_ms(request),
         on_disconnect=rpb.ON_DISCONNECT_CONTINUE,
     )
@@ -89,7 +90,11 @@ def run_to_proto(info: RunInfo) -> rpb.Run:
     if info.finished_at is not None:
         message.finished_at.FromNanoseconds(int(info.finished_at * 1e9))
     if info.terminal is not None:
-        _fill_task_finished(message.response, info.terminal)
+        try:
+            _fill_task_finished(message.response, info.terminal)
+        except Exception:  # never let one bad field make a run undescribable
+            message.response.Clear()
+            message.response.CopyFrom(_placeholder_task())
     return message
 
 
@@ -201,3 +206,45 @@ def _fill_task_finished(task: pb.TaskPayload, event: TaskFinished) -> None:
         task.error.reason = event.error.reason
         task.error.code = event.error.code
         task.error.metadata.update(event.error.metadata)
+
+
+class EncodeFailure(Exception):
+    """An event could not be converted to protobuf; ``placeholder`` stands in for it on the wire."""
+
+    def __init__(self, record: RunEvent, cause: Exception) -> None:
+        super().__init__(f"event seq {record.seq} ({type(record.event).__name__}) could not be encoded: {cause!r}")
+        self.placeholder = _placeholder(record)
+
+
+def to_proto_checked(record: RunEvent) -> pb.Message:
+    """``to_proto``, but a failure raises EncodeFailure carrying a message that can always be encoded.
+
+    The placeholder keeps the event's seq, category and topic (so no reader sees a gap); for the terminal
+    event it is a FAILED task response with reason INTERNAL, so every stream still ends with one.
+    """
+    try:
+        return to_proto(record)
+    except Exception as exc:
+        raise EncodeFailure(record, exc) from exc
+
+
+def _placeholder(record: RunEvent) -> pb.Message:
+    event = record.event
+    message = pb.Message(
+        id=f"{record.run_id}:{record.seq}", run_id=record.run_id, seq=record.seq, category=event.category,
+        topic=event.topic,
+    )  # fmt: skip
+    message.timestamp.FromNanoseconds(record.timestamp_ns)
+    message.headers["agentstream-encode-error"] = "this event could not be encoded; its payload is omitted"
+    if isinstance(event, TaskFinished):
+        message.task.CopyFrom(_placeholder_task())
+    return message
+
+
+def _placeholder_task() -> pb.TaskPayload:
+    task = pb.TaskPayload(
+        status=pb.TASK_STATUS_FAILED, success=False, msg="the run ended, but its terminal response could not be encoded"
+    )
+    task.error.reason = "INTERNAL"
+    task.error.code = "INTERNAL"
+    return task

@@ -6,7 +6,34 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 
-from service.runtime.events import Event, RunEvent, TaskFinished
+from service.runtime.events import Action, Chunk, Event, RunEvent, TaskFinished
+
+RECORD_OVERHEAD_BYTES = 200
+"""What one logged record costs beyond its text (the objects themselves), roughly: for memory bounds only."""
+
+
+def approximate_size(event: Event) -> int:
+    """Roughly how many bytes an event holds: its text fields plus a fixed overhead. Cheap per token."""
+    if type(event) is Chunk:
+        return RECORD_OVERHEAD_BYTES + len(event.content) + len(event.reasoning_content)
+    size = RECORD_OVERHEAD_BYTES
+    for value in (getattr(event, name) for name in type(event).__slots__):
+        if type(value) is str:
+            size += len(value)
+        elif type(value) is tuple:
+            size += sum(_action_size(item) if type(item) is Action else len(str(item)) for item in value)
+    return size
+
+
+def _record_size(record: RunEvent) -> int:
+    size = approximate_size(record.event)
+    if record.headers:
+        size += sum(len(key) + len(value) for key, value in record.headers.items())
+    return size
+
+
+def _action_size(action: Action) -> int:
+    return RECORD_OVERHEAD_BYTES + len(action.tool_name) + len(action.tool_call_id) + len(repr(action.params))
 
 
 class RunLogClosed(RuntimeError):
@@ -34,6 +61,7 @@ class RunLog:
     """
 
     __slots__ = (
+        "_bytes",
         "_events",
         "_first_seq",
         "_last_seq",
@@ -63,6 +91,7 @@ class RunLog:
         self.run_id = run_id
         self.session_id = session_id
         self._events: list[RunEvent] = []
+        self._bytes = 0
         self._first_seq = 1
         self._last_seq = 0
         self._waiters: list[asyncio.Future[None]] = []
@@ -81,6 +110,11 @@ class RunLog:
     def oldest_retained_seq(self) -> int:
         """The seq of the oldest event still held (1 until the log is trimmed)."""
         return self._first_seq
+
+    @property
+    def retained_bytes(self) -> int:
+        """Roughly how much memory the retained events hold (see approximate_size)."""
+        return self._bytes
 
     @property
     def closed(self) -> bool:
@@ -132,9 +166,11 @@ class RunLog:
         )
         events = self._events
         events.append(record)
+        self._bytes += _record_size(record)
         if len(events) > self._max_retained + (self._max_retained >> 3):
             # Trim in batches (an eighth of the bound at a time) so the cost per append stays O(1) amortised.
             surplus = len(events) - self._max_retained
+            self._bytes -= sum(_record_size(r) for r in events[:surplus])
             del events[:surplus]
             self._first_seq += surplus
         if self._waiters:

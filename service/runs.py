@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from service.errors import (
     AgentNotFound,
+    AgentStreamError,
     RunAlreadyExists,
     RunNotFound,
     ServerDraining,
@@ -40,6 +41,12 @@ class RunLimits:
     max_retained_events: int = 100_000
     chunk_window_ms: int = 0
     max_subscribers_per_run: int = 64
+    max_finished_runs: int = 10_000
+    """Finished runs kept for GetRun/SubscribeRun; the oldest are forgotten first beyond it."""
+    max_finished_bytes: int = 256 * 1024 * 1024
+    """Roughly how much memory finished runs may hold in total; the oldest are forgotten first beyond it."""
+    max_runs_per_peer: int = 0
+    """Live runs one caller (peer host) may hold; 0 = no per-peer limit."""
 
 
 class RunManager:
@@ -61,7 +68,11 @@ class RunManager:
         self._limits = limits
         self._runs: dict[str, Run] = {}
         self._live: set[Run] = set()
-        self._finished: collections.deque[Run] = collections.deque()
+        self._finished: collections.deque[tuple[Run, int]] = collections.deque()
+        self._finished_bytes = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        self._admitting = 0
+        self._runs_by_peer: collections.Counter[str] = collections.Counter()
         self._draining = False
 
     @property
@@ -73,10 +84,16 @@ class RunManager:
         """The run with this id, live or recently finished."""
         return self._runs.get(run_id)
 
-    async def start(self, request: ValidRunRequest, *, paced: bool = True) -> Run:
+    @property
+    def finished_runs(self) -> int:
+        """How many finished runs are kept for GetRun and SubscribeRun."""
+        return len(self._finished)
+
+    async def start(self, request: ValidRunRequest, *, paced: bool = True, peer: str = "") -> Run:
         """Admit and start a run; raises the error-table error that says why a run cannot start.
 
         ``paced``: the caller will follow the run with ``log.follow(pace=True)`` (StreamingRun does).
+        ``peer``: who asked (the caller's host), for the per-peer limit.
         """
         if self._draining:
             raise ServerDraining("server is shutting down and accepts no new runs; retry on another replica")
@@ -89,17 +106,35 @@ class RunManager:
                 field="agent",
                 metadata={"agent": agent_name, "known_agents": known},
             )
-        self._forget_expired()
         run_id = request.run_id or uuid.uuid4().hex
         if run_id in self._runs:
             raise RunAlreadyExists(f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id})
-        if len(self._live) >= self._limits.max_concurrent_runs:
+        limit = self._limits.max_concurrent_runs
+        if len(self._live) + self._admitting >= limit:
             raise TooManyRuns(
-                f"server is at its limit of {self._limits.max_concurrent_runs} concurrent runs; retry later",
-                metadata={"limit": str(self._limits.max_concurrent_runs)},
+                f"server is at its limit of {limit} concurrent runs; retry later", metadata={"limit": str(limit)}
             )
-        if self.store is not None:
-            await self.store.claim(run_id, agent.name, request.session_id, time.time())
+        per_peer = self._limits.max_runs_per_peer
+        if per_peer and self._runs_by_peer[peer] >= per_peer:
+            raise TooManyRuns(
+                f"this caller already has {per_peer} live runs, the per-caller limit; wait for one to end",
+                metadata={"limit": str(per_peer), "scope": "peer"},
+            )
+        # The slot is taken before the first await, so concurrent starts cannot overshoot the limits.
+        self._admitting += 1
+        self._runs_by_peer[peer] += 1
+        try:
+            if self.store is not None:
+                await self.store.claim(run_id, agent.name, request.session_id, time.time())
+            if run_id in self._runs:  # claimed concurrently on this replica (memory store)
+                raise RunAlreadyExists(
+                    f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id}
+                )
+        except BaseException:
+            self._release_peer(peer)
+            raise
+        finally:
+            self._admitting -= 1
         timeout_s = self._limits.run_timeout_s
         if request.timeout_s is not None:
             timeout_s = min(timeout_s, request.timeout_s)
@@ -116,15 +151,16 @@ class RunManager:
         )
         self._runs[run_id] = run
         self._live.add(run)
-        run.start(self._model_for(agent), on_done=self._on_run_done)
+        run.start(self._model_for(agent), on_done=lambda done: self._on_run_done(done, peer))
         if self.store is not None:
             self.store.mirror(run.log, run.cancel, run.fail)
         logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
         return run
 
-    def _on_run_done(self, run: Run) -> None:
+    def _on_run_done(self, run: Run, peer: str) -> None:
         self._live.discard(run)
-        self._finished.append(run)
+        self._release_peer(peer)
+        self._keep_finished(run)
         terminal = run.log.terminal
         logger.info(
             "run %s ended agent=%s mode=%s events=%d duration=%.3fs outcome=%s",
@@ -136,13 +172,59 @@ class RunManager:
             terminal.status.value if terminal is not None else "unknown",
         )
 
+    def _release_peer(self, peer: str) -> None:
+        self._runs_by_peer[peer] -= 1
+        if self._runs_by_peer[peer] <= 0:
+            del self._runs_by_peer[peer]
+
+    def _keep_finished(self, run: Run) -> None:
+        """Keep a finished run for GetRun/SubscribeRun within the TTL, count and byte bounds (oldest go first)."""
+        size = run.log.retained_bytes
+        self._finished.append((run, size))
+        self._finished_bytes += size
+        limits = self._limits
+        while self._finished and (
+            len(self._finished) > limits.max_finished_runs or self._finished_bytes > limits.max_finished_bytes
+        ):
+            self._forget_oldest()
+        self._schedule_expiry()
+
+    def _forget_oldest(self) -> None:
+        run, size = self._finished.popleft()
+        self._finished_bytes -= size
+        if self._runs.get(run.run_id) is run:
+            del self._runs[run.run_id]
+
+    def _schedule_expiry(self) -> None:
+        """One timer, set for when the oldest finished run expires: finished runs go even when no run starts."""
+        if self._expiry is not None or not self._finished:
+            return
+        oldest = self._finished[0][0]
+        expires_at = (oldest.finished_at or time.time()) + self._limits.completed_run_ttl_s
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_at(loop.time() + max(0.0, expires_at - time.time()), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        cutoff = time.time() - self._limits.completed_run_ttl_s
+        while self._finished and (self._finished[0][0].finished_at or 0.0) <= cutoff:
+            self._forget_oldest()
+        self._schedule_expiry()
+
+    def fail(self, run_id: str, error: AgentStreamError) -> None:
+        """End a live run of this replica FAILED with this error (no-op for a finished or unknown run)."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.fail(error)
+
     def find(self, run_id: str) -> Run:
         """The run with this id; raises RunNotFound."""
         run = self._runs.get(run_id)
         if run is None:
             raise RunNotFound(
-                f"run {run_id!r} is not known here (it never started, or ended more than "
-                f"{self._limits.completed_run_ttl_s:g} s ago)",
+                f"run {run_id!r} is not known here (it never started, or it ended and was forgotten: finished "
+                f"runs are kept for {self._limits.completed_run_ttl_s:g} s, at most "
+                f"{self._limits.max_finished_runs} of them)",
                 field="run_id",
                 metadata={"run_id": run_id},
             )
@@ -198,8 +280,8 @@ class RunManager:
         for run in remaining:
             await run.wait()
 
-    def _forget_expired(self) -> None:
-        cutoff = time.time() - self._limits.completed_run_ttl_s
-        finished = self._finished
-        while finished and (finished[0].finished_at or 0.0) < cutoff:
-            self._runs.pop(finished.popleft().run_id, None)
+    def close(self) -> None:
+        """Stop the expiry timer (at shutdown)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.config import Settings
+from service.decoding import RejectUndecodableRequests
 from service.redis_store import RedisStore
 from service.runs import RunLimits, RunManager
 from service.runtime.agents import AgentCatalog, default_agents, load_agents
@@ -45,6 +46,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.runs.begin_drain()
         await self.runs.drain(grace_s)
+        self.runs.close()
         await self.server.stop(STREAM_FLUSH_GRACE_S)
         if self.watcher is not None:
             self.watcher.cancel()
@@ -84,10 +86,17 @@ async def start_server(settings: Settings) -> RunningServer:
             max_retained_events=settings.max_retained_events,
             max_subscribers_per_run=settings.max_subscribers_per_run,
             chunk_window_ms=settings.chunk_window_ms,
+            max_finished_runs=settings.max_finished_runs,
+            max_finished_bytes=settings.max_finished_bytes,
+            max_runs_per_peer=settings.max_runs_per_peer,
         ),
         store,
     )
-    server = grpc.aio.server()
+    server = grpc.aio.server(
+        interceptors=[RejectUndecodableRequests()],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
     rpb_grpc.add_RunnerServiceServicer_to_server(RunnerServicer(runs, max_input_bytes=settings.max_input_bytes), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -111,6 +120,27 @@ async def start_server(settings: Settings) -> RunningServer:
     logger.info("run store: %s", "memory (this process)" if store is None else f"redis, replica {store.replica_id}")
     logger.info("listening on %s:%d", settings.host, port)
     return RunningServer(server, port, runs, health_servicer, models, store, watcher)
+
+
+REQUEST_ENVELOPE_BYTES = 64 * 1024
+"""Room for a request's other fields (metadata is at most 16 KiB) on top of the largest accepted input."""
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """grpc channel arguments that bound what one connection or caller can take (see the README's limits)."""
+    ms = 1000
+    return [
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        ("grpc.max_receive_message_length", settings.max_input_bytes + REQUEST_ENVELOPE_BYTES),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * ms)),
+        ("grpc.keepalive_timeout_ms", 20 * ms),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(settings.min_client_ping_interval_s * ms)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_idle_ms", int(settings.max_connection_idle_s * ms)),
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * ms)),
+        ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * ms)),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+    ]
 
 
 async def _watch_store(store: RedisStore, health_servicer: health.aio.HealthServicer) -> None:

@@ -15,28 +15,35 @@ from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from service.convert import (
     TASK_STATUS_TO_PROTO,
+    EncodeFailure,
     run_request_from_proto,
     run_to_proto,
     start_request_from_proto,
-    to_proto,
+    to_proto_checked,
 )
-from service.errors import ERROR_DOMAIN, AgentStreamError
+from service.errors import ERROR_DOMAIN, AgentStreamError, InternalError
 from service.modes import MODE_CATEGORIES, passes
 from service.runs import RunManager
-from service.runtime.events import TASK_RESPONSE_TOPIC
-from service.validation import validate_run_id, validate_run_request, validate_subscription
+from service.runtime.events import TASK_RESPONSE_TOPIC, RunEvent
+from service.validation import validate_cancel_reason, validate_run_id, validate_run_request, validate_subscription
 
 logger = logging.getLogger("agentstream.servicer")
+
+MAX_STATUS_MESSAGE_CHARS = 1024
+MAX_STATUS_METADATA_VALUE_CHARS = 256
+"""Bounds on what an error status echoes back, so a status always fits in gRPC's metadata limits."""
 
 
 def status_for(error: AgentStreamError) -> grpc.Status:
     """The gRPC status, with ErrorInfo (and BadRequest when a field is at fault), for an error."""
-    status = status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message)
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    message = _clipped(error.message, MAX_STATUS_MESSAGE_CHARS)
+    status = status_pb2.Status(code=code_pb2.Code.Value(error.code), message=message)
+    metadata = {key: _clipped(value, MAX_STATUS_METADATA_VALUE_CHARS) for key, value in error.metadata.items()}
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     status.details.add().Pack(info)
     if error.field:
         bad_request = error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)]
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=message)]
         )
         status.details.add().Pack(bad_request)
     converted: grpc.Status = rpc_status.to_status(status)
@@ -58,15 +65,13 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         """Start a run and stream its events, filtered by the request's mode, ending with the terminal one."""
         try:
             valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-            run = await self._runs.start(valid)
+            run = await self._runs.start(valid, peer=_peer_host(context.peer()))
         except AgentStreamError as error:
             await _abort(context, error)
             return
-        categories = MODE_CATEGORIES[valid.mode]
         try:
-            async for record in run.log.follow(pace=True):
-                if passes(categories, record):
-                    yield to_proto(record)
+            async for message in self._encoded(run.log.follow(pace=True), MODE_CATEGORIES[valid.mode]):
+                yield message
         finally:
             # A caller that cancels, disconnects or passes its deadline lands here (CancelledError).
             if valid.cancel_on_disconnect and not run.done:
@@ -78,7 +83,7 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         """Start a run that goes on without a caller; returns its id."""
         try:
             valid = validate_run_request(start_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-            run = await self._runs.start(valid, paced=False)
+            run = await self._runs.start(valid, paced=False, peer=_peer_host(context.peer()))
         except AgentStreamError as error:
             await _abort(context, error)
         return rpb.StartRunResponse(run_id=run.run_id)
@@ -99,16 +104,15 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
             await _abort(context, error)
             return
         categories = MODE_CATEGORIES[mode]
-        if remote is not None:  # a run executing on another replica: its events come from the store
-            async for message in remote:
-                if categories is None or message.category in categories or message.topic == TASK_RESPONSE_TOPIC:
-                    yield message
-            return
         try:
-            async for record in records:
-                if passes(categories, record):
-                    yield to_proto(record)
-        except AgentStreamError as error:  # fell behind the log's retention mid-stream: never a silent gap
+            if remote is not None:  # a run executing on another replica: its events come from the store
+                async for message in remote:
+                    if categories is None or message.category in categories or message.topic == TASK_RESPONSE_TOPIC:
+                        yield message
+                return
+            async for message in self._encoded(records, categories):
+                yield message
+        except AgentStreamError as error:  # behind the retention, or the store failed mid-stream: never a silent gap
             await _abort(context, error)
 
     async def CancelRun(
@@ -118,7 +122,8 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
     ) -> rpb.CancelRunResponse:
         """Cancel a run and report its final status."""
         try:
-            already_finished, status = await self._runs.cancel(validate_run_id(request.run_id), request.reason)
+            run_id = validate_run_id(request.run_id)
+            already_finished, status = await self._runs.cancel(run_id, validate_cancel_reason(request.reason))
         except AgentStreamError as error:
             await _abort(context, error)
         return rpb.CancelRunResponse(already_finished=already_finished, status=TASK_STATUS_TO_PROTO[status])
@@ -136,6 +141,36 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         except AgentStreamError as error:
             await _abort(context, error)
         return run_to_proto(run.info())
+
+    async def _encoded(
+        self, records: AsyncIterator[RunEvent], categories: frozenset[str] | None
+    ) -> AsyncIterator[pb.Message]:
+        """The records that pass the mode, as protobuf; an event that cannot be encoded never ends a stream early.
+
+        It is replaced by a placeholder with the same seq, and a run still going on is failed (INTERNAL), so
+        every reader still gets exactly one terminal message.
+        """
+        async for record in records:
+            if passes(categories, record):
+                try:
+                    yield to_proto_checked(record)
+                except EncodeFailure as failure:
+                    logger.error("run %s: %s", record.run_id, failure)
+                    self._runs.fail(record.run_id, InternalError(f"internal error: {failure}"))
+                    yield failure.placeholder
+
+
+def _peer_host(peer: str) -> str:
+    """The caller's address without its port ('ipv4:10.0.0.7:53412' -> 'ipv4:10.0.0.7'): one host, one quota."""
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        host, _, _ = address.rpartition(":")
+        return f"{kind}:{host or address}"
+    return peer
+
+
+def _clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: AgentStreamError) -> NoReturn:

@@ -13,6 +13,11 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_BYTES = 16 * 1024
 MAX_CHUNK_WINDOW_MS = 1000
+MAX_AGENT_NAME_CHARS = 128
+MAX_SESSION_ID_CHARS = 256
+MAX_CANCEL_REASON_CHARS = 1024
+MAX_DURATION_SECONDS = 315_576_000_000
+"""The largest google.protobuf.Duration (10,000 years)."""
 ON_DISCONNECT_CANCELS = {0: True, 1: True, 2: False}
 """OnDisconnect number -> whether the run is cancelled when its StreamingRun caller goes away."""
 
@@ -27,7 +32,8 @@ class RunRequest:
     session_id: str = ""
     run_id: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
-    timeout_s: float | None = None
+    timeout: tuple[int, int] | None = None
+    """The request's Duration as (seconds, nanos), unchecked."""
     chunk_window_ms: int | None = None
     on_disconnect: int = 0
 
@@ -67,11 +73,14 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
         )
     if request.run_id:
         validate_run_id(request.run_id)
-    if len(request.session_id) > 256:
-        raise InvalidArgument("session_id must be at most 256 characters", field="session_id")
+    if len(request.agent) > MAX_AGENT_NAME_CHARS:
+        raise InvalidArgument(
+            f"agent is {len(request.agent)} characters; agent names are at most {MAX_AGENT_NAME_CHARS}", field="agent"
+        )
+    if len(request.session_id) > MAX_SESSION_ID_CHARS:
+        raise InvalidArgument(f"session_id must be at most {MAX_SESSION_ID_CHARS} characters", field="session_id")
     _check_metadata(request.metadata)
-    if request.timeout_s is not None and not request.timeout_s > 0:
-        raise InvalidArgument("timeout must be a positive duration when set", field="timeout")
+    timeout_s = _timeout_seconds(request.timeout)
     if request.chunk_window_ms is not None and request.chunk_window_ms > MAX_CHUNK_WINDOW_MS:
         raise InvalidArgument(
             f"chunk_window_ms is {request.chunk_window_ms}; the limit is {MAX_CHUNK_WINDOW_MS}", field="chunk_window_ms"
@@ -87,10 +96,34 @@ def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidR
         session_id=request.session_id,
         run_id=request.run_id,
         metadata=dict(request.metadata),
-        timeout_s=request.timeout_s,
+        timeout_s=timeout_s,
         chunk_window_ms=request.chunk_window_ms,
         cancel_on_disconnect=ON_DISCONNECT_CANCELS[request.on_disconnect],
     )
+
+
+def _timeout_seconds(timeout: tuple[int, int] | None) -> float | None:
+    if timeout is None:
+        return None
+    seconds, nanos = timeout
+    if not 0 <= nanos < 1_000_000_000 or abs(seconds) > MAX_DURATION_SECONDS:
+        raise InvalidArgument(
+            f"timeout is not a valid Duration (seconds={seconds}, nanos={nanos}): nanos must be 0..999,999,999 "
+            f"and seconds at most {MAX_DURATION_SECONDS}",
+            field="timeout",
+        )
+    if seconds < 0 or (seconds == 0 and nanos == 0):
+        raise InvalidArgument("timeout must be a positive duration when set", field="timeout")
+    return seconds + nanos / 1e9
+
+
+def validate_cancel_reason(reason: str) -> str:
+    """Check a CancelRun reason (it is echoed into the run's terminal message, so it is bounded)."""
+    if len(reason) > MAX_CANCEL_REASON_CHARS:
+        raise InvalidArgument(
+            f"reason is {len(reason)} characters; the limit is {MAX_CANCEL_REASON_CHARS}", field="reason"
+        )
+    return reason
 
 
 def validate_subscription(run_id: str, streaming_mode: int) -> Mode:

@@ -125,5 +125,5 @@ def test_run_request_from_proto_reads_every_field() -> None:
     raw = run_request_from_proto(request)
     assert (raw.input, raw.agent, raw.streaming_mode, raw.session_id, raw.run_id) == ("hi", "a", 5, "s", "r")
     assert dict(raw.metadata) == {"k": "v"}
-    assert raw.timeout_s == 2.5
-    assert run_request_from_proto(rpb.StreamingRunRequest(input="x")).timeout_s is None
+    assert raw.timeout == (2, 500_000_000)
+    assert run_request_from_proto(rpb.StreamingRunRequest(input="x")).timeout is None
