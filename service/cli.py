@@ -25,6 +25,13 @@ def serve(
     store: Annotated[
         str | None, typer.Option(help="Run store: 'memory' or redis://HOST:PORT/DB [default: $AGENTSTREAM_STORE].")
     ] = None,
+    reuse_port: Annotated[
+        bool | None,
+        typer.Option(
+            "--reuse-port/--no-reuse-port",
+            help="Share the port with other processes (SO_REUSEPORT); off by default, so a taken port fails.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Start the gRPC server; SIGTERM/SIGINT drain it gracefully."""
@@ -37,7 +44,7 @@ def serve(
     )
     try:
         settings = Settings.from_env().with_overrides(
-            host=host, port=port, agents_file=agents, shutdown_grace_s=grace, store=store
+            host=host, port=port, agents_file=agents, shutdown_grace_s=grace, store=store, reuse_port=reuse_port
         )
         run_event_loop(run_server(settings))
     except (ValueError, OSError, RedisUnavailable) as exc:

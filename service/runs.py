@@ -89,6 +89,11 @@ class RunManager:
         """How many finished runs are kept for GetRun and SubscribeRun."""
         return len(self._finished)
 
+    @property
+    def finished_bytes(self) -> int:
+        """Roughly how much memory the kept finished runs hold."""
+        return self._finished_bytes
+
     async def start(self, request: ValidRunRequest, *, paced: bool = True, peer: str = "") -> Run:
         """Admit and start a run; raises the error-table error that says why a run cannot start.
 

@@ -104,9 +104,15 @@ async def start_server(settings: Settings) -> RunningServer:
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    except RuntimeError:  # grpc's "Failed to bind": the port is taken (we never share it unless reuse_port)
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+        raise OSError(
+            f"cannot listen on {settings.host}:{settings.port}: the address is in use or not available "
+            "(to share a port between processes on purpose, set AGENTSTREAM_REUSE_PORT=1 on each)"
+        )
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
