@@ -174,6 +174,7 @@ def _clipped(text: str, limit: int) -> str:
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: AgentStreamError) -> NoReturn:
-    logger.info("rejected call: %s %s: %s", error.code, error.reason, error.message)
+    # repr: a caller-supplied value in the message can never forge a log line
+    logger.info("rejected call: %s %s: %r", error.code, error.reason, _clipped(error.message, MAX_STATUS_MESSAGE_CHARS))
     await context.abort_with_status(status_for(error))
     raise AssertionError("abort_with_status always raises")
