@@ -1,0 +1,148 @@
+"""Run events as bytes for a shared store: compact JSON arrays, exhaustive over event kinds, no protobuf.
+
+JSON with ASCII escapes round-trips every Python string (lone surrogates included), and decoding never
+executes anything, whatever a compromised store holds: a malformed entry is a CodecError.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, assert_never
+
+from service.runtime.events import (
+    Action,
+    AgentStep,
+    Chunk,
+    Event,
+    GroupEvent,
+    MemoryAppended,
+    Output,
+    RunEvent,
+    TaskError,
+    TaskFinished,
+    TaskStarted,
+    TaskStatus,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
+
+_STATUSES = {status.value: status for status in TaskStatus}
+
+
+class CodecError(ValueError):
+    """Stored bytes are not an encoded run event."""
+
+
+def encode_record(record: RunEvent) -> bytes:
+    """One logged event as bytes."""
+    envelope = [
+        record.seq, record.timestamp_ns, record.run_id, record.session_id, record.sender, record.receiver,
+        record.caller, dict(record.headers), _event(record.event),
+    ]  # fmt: skip
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def decode_record(data: bytes) -> RunEvent:
+    """The event encode_record wrote; raises CodecError on anything else."""
+    try:
+        seq, timestamp_ns, run_id, session_id, sender, receiver, caller, headers, event = json.loads(data)
+        return RunEvent(
+            run_id=run_id, seq=seq, timestamp_ns=timestamp_ns, event=_decode_event(event), session_id=session_id,
+            sender=sender, receiver=receiver, caller=caller, headers=headers,
+        )  # fmt: skip
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise CodecError(f"not an encoded run event: {type(exc).__name__}: {exc}") from None
+
+
+def encode_terminal(event: TaskFinished) -> bytes:
+    """A terminal response alone (what a run registry keeps for describing a finished run)."""
+    return json.dumps(_event(event), separators=(",", ":")).encode()
+
+
+def decode_terminal(data: bytes) -> TaskFinished:
+    """The response encode_terminal wrote; raises CodecError on anything else."""
+    try:
+        event = _decode_event(json.loads(data))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise CodecError(f"not an encoded terminal response: {type(exc).__name__}: {exc}") from None
+    if not isinstance(event, TaskFinished):
+        raise CodecError(f"not an encoded terminal response: a {type(event).__name__}")
+    return event
+
+
+def _event(event: Event) -> list[Any]:
+    match event:
+        case Chunk():
+            return ["chunk", event.content, event.model, event.agent_name, event.step, event.reasoning_content]
+        case ToolCall():
+            return ["tool", [_action(a) for a in event.actions]]
+        case ToolResult():
+            return ["tool_result", event.tool_call_id, event.tool_name, event.content, event.is_error,
+                    event.duration_s, event.agent_name]  # fmt: skip
+        case AgentStep():
+            usage = None if event.usage is None else _usage(event.usage)
+            return ["agent", event.agent_name, event.step, event.content, [_action(a) for a in event.tool_calls],
+                    event.finish_reason, usage]  # fmt: skip
+        case TaskStarted():
+            return ["task_started", event.agent_name, event.input]
+        case TaskFinished():
+            error = None if event.error is None else [event.error.reason, event.error.code, dict(event.error.metadata)]
+            return ["task_finished", event.status.value, event.success, event.answer, event.msg, event.agent_name,
+                    _usage(event.usage), event.time_cost_s, error]  # fmt: skip
+        case Output():
+            return ["output", event.content, event.agent_name]
+        case GroupEvent():
+            return ["group", event.group_id, list(event.members), event.content]
+        case MemoryAppended():
+            return ["memory", event.role, event.content, event.agent_name]
+        case _:
+            assert_never(event)
+
+
+def _decode_event(data: Sequence[Any]) -> Event:
+    kind, *f = data
+    if kind == "chunk":
+        return Chunk(content=f[0], model=f[1], agent_name=f[2], step=f[3], reasoning_content=f[4])
+    if kind == "tool":
+        return ToolCall(actions=tuple(_decode_action(a) for a in f[0]))
+    if kind == "tool_result":
+        return ToolResult(tool_call_id=f[0], tool_name=f[1], content=f[2], is_error=f[3], duration_s=f[4],
+                          agent_name=f[5])  # fmt: skip
+    if kind == "agent":
+        usage = None if f[5] is None else _decode_usage(f[5])
+        return AgentStep(agent_name=f[0], step=f[1], content=f[2], tool_calls=tuple(_decode_action(a) for a in f[3]),
+                         finish_reason=f[4], usage=usage)  # fmt: skip
+    if kind == "task_started":
+        return TaskStarted(agent_name=f[0], input=f[1])
+    if kind == "task_finished":
+        error = None if f[7] is None else TaskError(reason=f[7][0], code=f[7][1], metadata=f[7][2])
+        return TaskFinished(status=_STATUSES[f[0]], success=f[1], answer=f[2], msg=f[3], agent_name=f[4],
+                            usage=_decode_usage(f[5]), time_cost_s=f[6], error=error)  # fmt: skip
+    if kind == "output":
+        return Output(content=f[0], agent_name=f[1])
+    if kind == "group":
+        return GroupEvent(group_id=f[0], members=tuple(f[1]), content=f[2])
+    if kind == "memory":
+        return MemoryAppended(role=f[0], content=f[1], agent_name=f[2])
+    raise KeyError(f"unknown event kind {kind!r}")
+
+
+def _action(action: Action) -> list[Any]:
+    return [action.tool_name, action.tool_call_id, action.agent_name, dict(action.params), action.action_name]
+
+
+def _decode_action(data: Sequence[Any]) -> Action:
+    params = data[3]
+    if not isinstance(params, Mapping):
+        raise TypeError("action params must be an object")
+    return Action(tool_name=data[0], tool_call_id=data[1], agent_name=data[2], params=params, action_name=data[4])
+
+
+def _usage(usage: Usage) -> list[int]:
+    return [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens]
+
+
+def _decode_usage(data: Sequence[int]) -> Usage:
+    return Usage(prompt_tokens=data[0], completion_tokens=data[1], total_tokens=data[2])
