@@ -29,6 +29,7 @@ from service.runtime.events import (
 )
 
 _STATUSES = {status.value: status for status in TaskStatus}
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps builds one per call
 
 
 class CodecError(ValueError):
@@ -41,7 +42,7 @@ def encode_record(record: RunEvent) -> bytes:
         record.seq, record.timestamp_ns, record.run_id, record.session_id, record.sender, record.receiver,
         record.caller, dict(record.headers), _event(record.event),
     ]  # fmt: skip
-    return json.dumps(envelope, separators=(",", ":")).encode()
+    return _encode_json(envelope).encode()
 
 
 def decode_record(data: bytes) -> RunEvent:
@@ -58,7 +59,7 @@ def decode_record(data: bytes) -> RunEvent:
 
 def encode_terminal(event: TaskFinished) -> bytes:
     """A terminal response alone (what a run registry keeps for describing a finished run)."""
-    return json.dumps(_event(event), separators=(",", ":")).encode()
+    return _encode_json(_event(event)).encode()
 
 
 def decode_terminal(data: bytes) -> TaskFinished:
@@ -73,6 +74,8 @@ def decode_terminal(data: bytes) -> TaskFinished:
 
 
 def _event(event: Event) -> list[Any]:
+    if type(event) is Chunk:  # the per-token case first
+        return ["chunk", event.content, event.model, event.agent_name, event.step, event.reasoning_content]
     match event:
         case Chunk():
             return ["chunk", event.content, event.model, event.agent_name, event.step, event.reasoning_content]
