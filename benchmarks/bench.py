@@ -349,7 +349,7 @@ async def redis_versus_memory(llm_url: str, sizes: Sizes) -> None:
     from tests.support.redis_server import redis_server
 
     env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench"}
-    serve = ("service", "serve", "--port", "0", "--grace", "1")
+    serve = ("agentstream_server", "serve", "--port", "0", "--grace", "1")
     async with process(*serve, ready=r"listening on (\S+)", env=env) as (_, memory_target):
         async with Client(memory_target) as client:
             await subscribe_tokens(client, client, 100)
@@ -388,7 +388,7 @@ async def main() -> None:
             await upstream_ceiling(llm_url, sizes)
         transport = await transport_ceiling(sizes)
         env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "AGENTSTREAM_MAX_RUNS": "2000"}
-        async with process("service", "serve", "--port", "0", "--grace", "1",
+        async with process("agentstream_server", "serve", "--port", "0", "--grace", "1",
                            ready=r"listening on (\S+)", env=env) as (server_pid, target):  # fmt: skip
             async with Client(target) as client:
                 await stream_tokens(client, 100, 0)  # warm up

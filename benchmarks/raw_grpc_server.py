@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from agentstream.v1 import message_pb2 as pb
-from service.cli import run_event_loop
+from agentstream_server.cli import run_event_loop
 
 
 async def main() -> None:

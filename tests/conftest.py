@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.config import Settings
-from service.server import RunningServer, start_server
+from agentstream_server.config import Settings
+from agentstream_server.transport.server import RunningServer, start_server
 from tests.support.fakellm import FakeLLM
 from tests.support.redis_server import redis_server
 

@@ -6,13 +6,18 @@ import asyncio
 import json
 import sys
 
-from service.server import RunningServer
+from agentstream_server.transport.server import RunningServer
 from tests.support.fakellm import FakeLLM, HTTPError, default_responder
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "agentstream_server",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate()
     assert process.returncode is not None
@@ -65,7 +70,7 @@ async def test_an_unknown_mode_is_rejected_before_calling() -> None:
 
 async def test_serve_refuses_to_start_on_a_malformed_setting() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "serve", "--port", "0",
+        sys.executable, "-m", "agentstream_server", "serve", "--port", "0",
         env={"AGENTSTREAM_MAX_RUNS": "none", "PATH": ""},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import ERROR_TABLE, ErrorRow
+from agentstream_server.errors import ERROR_TABLE, ErrorRow
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPESCRIPT = (ROOT / "clients" / "typescript" / "src" / "errors.ts").read_text()

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from service.runtime.agents import DEFAULT_AGENT_NAME, AgentConfigError, AgentSpec, default_agents, load_agents
-from service.runtime.builtin_tools import BUILTIN_TOOLS
+from agentstream_server.runtime.agents import (
+    DEFAULT_AGENT_NAME,
+    AgentConfigError,
+    AgentSpec,
+    default_agents,
+    load_agents,
+)
+from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS
 
 
 def write(tmp_path: Path, text: str) -> Path:

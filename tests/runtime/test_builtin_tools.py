@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.runtime.builtin_tools import BUILTIN_TOOLS, calculator, current_time
-from service.runtime.tools import ToolArgumentsError
+from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS, calculator, current_time
+from agentstream_server.runtime.tools import ToolArgumentsError
 
 
 @st.composite

@@ -7,9 +7,9 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
-from service.errors import LLMUpstreamError
-from service.runtime.coalesce import coalesce
-from service.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta
+from agentstream_server.errors import LLMUpstreamError
+from agentstream_server.runtime.coalesce import coalesce
+from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta
 
 
 async def source(*parts: LLMDelta | asyncio.Event | Exception) -> AsyncGenerator[LLMDelta, None]:

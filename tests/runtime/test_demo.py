@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from service.runtime.agents import AgentSpec, default_agents
-from service.runtime.builtin_tools import BUILTIN_TOOLS
-from service.runtime.demo import DEMO_LABEL, DemoChatModel
-from service.runtime.events import AgentStep, Chunk, Output, ToolCall, ToolResult
-from service.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
-from service.runtime.loop import run_agent
-from service.runtime.tools import openai_tool_spec
+from agentstream_server.runtime.agents import AgentSpec, default_agents
+from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS
+from agentstream_server.runtime.demo import DEMO_LABEL, DemoChatModel
+from agentstream_server.runtime.events import AgentStep, Chunk, Output, ToolCall, ToolResult
+from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
+from agentstream_server.runtime.loop import run_agent
+from agentstream_server.runtime.tools import openai_tool_spec
 
 CALCULATOR = [openai_tool_spec(BUILTIN_TOOLS["calculator"])]
 

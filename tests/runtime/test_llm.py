@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from service.errors import LLMUpstreamError
-from service.runtime.events import Usage
-from service.runtime.llm import (
+from agentstream_server.errors import LLMUpstreamError
+from agentstream_server.runtime.events import Usage
+from agentstream_server.runtime.llm import (
     Finish,
     LLMDelta,
     OpenAIChatModel,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from service.errors import LLMUpstreamError, MaxStepsExceeded
-from service.runtime.agents import AgentSpec
-from service.runtime.events import (
+from agentstream_server.errors import LLMUpstreamError, MaxStepsExceeded
+from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.events import (
     Action,
     AgentStep,
     Chunk,
@@ -22,9 +22,9 @@ from service.runtime.events import (
     ToolResult,
     Usage,
 )
-from service.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
-from service.runtime.loop import run_agent
-from service.runtime.tools import openai_tool_spec, tool_from_function
+from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
+from agentstream_server.runtime.loop import run_agent
+from agentstream_server.runtime.tools import openai_tool_spec, tool_from_function
 
 Turn = list[LLMDelta]
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import pydantic
 import pytest
 
-from service.runtime.tools import ToolArgumentsError, load_tool, openai_tool_spec, tool_from_function
+from agentstream_server.runtime.tools import ToolArgumentsError, load_tool, openai_tool_spec, tool_from_function
 from tests.runtime.helper_tools import lookup
 
 

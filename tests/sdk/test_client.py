@@ -21,8 +21,8 @@ from agentstream import (
     ToolMessage,
     TopicType,
 )
-from service import errors as server_errors
-from service.server import RunningServer
+from agentstream_server import errors as server_errors
+from agentstream_server.transport.server import RunningServer
 from tests.conftest import StartServer
 from tests.support.fakellm import FakeLLM, HTTPError, Stall, Text, ToolCalls
 

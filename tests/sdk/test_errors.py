@@ -16,7 +16,7 @@ from agentstream.messages import from_proto
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.errors import ERROR_DOMAIN, ERROR_TABLE, ErrorRow
+from agentstream_server.errors import ERROR_DOMAIN, ERROR_TABLE, ErrorRow
 from tests.sdk import ScriptedRunner, Status, calculator_run, rich_status, scripted_server, terminal
 
 

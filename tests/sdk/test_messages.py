@@ -9,8 +9,8 @@ import pytest
 from agentstream import messages as m
 from agentstream.types import TaskStatus
 from agentstream.v1 import message_pb2 as pb
-from service.convert import to_proto
-from service.runtime import events as ev
+from agentstream_server.runtime import events as ev
+from agentstream_server.transport.convert import to_proto
 from tests.service.test_convert import SAMPLES
 
 EXPECTED_CLASS = {

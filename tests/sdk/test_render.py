@@ -1,4 +1,4 @@
-"""service.render (and the CLI's run loop over it) on a scripted stream: plain text, exit statuses, JSON lines."""
+"""agentstream.cli.render (and the CLI run loop over it) on a scripted stream: plain text, exit statuses, JSON."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import pytest
 
 from agentstream import Message, ToolResultMessage
+from agentstream.cli.render import Line, render, to_json
+from agentstream.cli.run import stream_run
 from agentstream.messages import from_proto
 from agentstream.v1 import message_pb2 as pb
-from service.cli_run import stream_run
-from service.render import Line, render, to_json
 from tests.sdk import ScriptedRunner, calculator_run, rich_status, scripted_server, terminal, wire
 
 CORE_OUTPUT = """\

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
+from agentstream_server.config import Settings
 
 
 def test_defaults_are_offline_with_documented_limits() -> None:

@@ -9,8 +9,8 @@ from google.protobuf import duration_pb2
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
-from service.convert import TASK_STATUS_TO_PROTO, run_request_from_proto, to_proto
-from service.runtime import events as ev
+from agentstream_server.runtime import events as ev
+from agentstream_server.transport.convert import TASK_STATUS_TO_PROTO, run_request_from_proto, to_proto
 
 ACTION = ev.Action(tool_name="calculator", tool_call_id="call_1", agent_name="a", params={"expression": "1+2"})
 SAMPLES: dict[type, tuple[ev.Event, str]] = {

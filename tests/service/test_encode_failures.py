@@ -10,8 +10,8 @@ import pytest
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service import convert
-from service.runtime.events import Output, RunEvent, TaskFinished
+from agentstream_server.runtime.events import Output, RunEvent, TaskFinished
+from agentstream_server.transport import convert
 from tests.service.helpers import collect, request, terminal_of
 from tests.support.fakellm import FakeLLM, Stall, Text
 
@@ -46,7 +46,7 @@ async def test_regression_an_unencodable_event_is_a_placeholder_and_the_stream_s
 async def test_regression_an_unencodable_event_of_a_live_run_fails_the_run_internal(
     monkeypatch: pytest.MonkeyPatch, fake_llm: FakeLLM, stub: rpb_grpc.RunnerServiceStub
 ) -> None:
-    from service.runtime.events import Chunk
+    from agentstream_server.runtime.events import Chunk
 
     failing_for(monkeypatch, Chunk)
     fake_llm.script(Stall(tokens=["Hel"]))  # the run is still live when its first chunk is encoded

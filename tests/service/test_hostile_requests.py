@@ -12,8 +12,8 @@ from google.protobuf import duration_pb2
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.config import Settings
-from service.server import RunningServer, start_server
+from agentstream_server.config import Settings
+from agentstream_server.transport.server import RunningServer, start_server
 from tests.conftest import StartServer
 from tests.service.helpers import collect, error_details, request, terminal_of
 from tests.support.fakellm import FakeLLM, Stall, Text

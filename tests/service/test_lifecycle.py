@@ -8,7 +8,7 @@ import pytest
 
 import agentstream
 from agentstream import Client, StreamingMode, TaskMessage, TaskStatus
-from service.server import RunningServer
+from agentstream_server.transport.server import RunningServer
 from tests.conftest import StartServer
 from tests.support.fakellm import FakeLLM, Stall, Text
 

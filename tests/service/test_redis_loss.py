@@ -17,7 +17,7 @@ from tests.support.redis_server import free_port, redis_server
 async def test_an_unreachable_redis_at_start_up_refuses_to_start_naming_it() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "serve", "--port", "0", "--store", url,
+        sys.executable, "-m", "agentstream_server", "serve", "--port", "0", "--store", url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await process.communicate()

@@ -71,7 +71,7 @@ async def test_killing_the_executing_replica_ends_its_run_interrupted_on_the_oth
     env = {**os.environ, "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "k", "AGENTSTREAM_STORE": redis_url,
            "AGENTSTREAM_LEASE": "1"}  # fmt: skip
     a = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "serve", "--port", "0", cwd=ROOT, env=env,
+        sys.executable, "-m", "agentstream_server", "serve", "--port", "0", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert a.stdout is not None

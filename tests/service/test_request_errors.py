@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.errors import InvalidArgument
-from service.server import RunningServer
-from service.validation import RunRequest, validate_run_request
+from agentstream_server.errors import InvalidArgument
+from agentstream_server.transport.server import RunningServer
+from agentstream_server.transport.validation import RunRequest, validate_run_request
 from tests.conftest import StartServer
 from tests.service.helpers import collect, error_details, request
 from tests.support.fakellm import FakeLLM, Stall

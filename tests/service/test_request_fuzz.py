@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.server import RunningServer
+from agentstream_server.transport.server import RunningServer
 from tests.service.helpers import error_details
 from tests.support.fakellm import FakeLLM, default_responder
 

@@ -10,7 +10,7 @@ import pytest
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.server import RunningServer
+from agentstream_server.transport.server import RunningServer
 from tests.conftest import StartServer
 from tests.service.helpers import collect, request, terminal_of
 from tests.support import tools

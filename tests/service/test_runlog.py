@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from service.runlog import EventsNotRetained, RunLog, RunLogClosed
-from service.runtime.events import Chunk, TaskFinished, TaskStatus
+from agentstream_server.runtime.events import Chunk, TaskFinished, TaskStatus
+from agentstream_server.store.log import EventsNotRetained, RunLog, RunLogClosed
 
 
 def chunk(text: str) -> Chunk:

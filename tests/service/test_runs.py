@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import AgentNotFound, RunAlreadyExists, ServerDraining, TooManyRuns
-from service.modes import Mode
-from service.runs import RunLimits, RunManager
-from service.runtime.agents import default_agents
-from service.runtime.demo import DemoChatModel
-from service.runtime.events import TaskFinished, TaskStatus
-from service.validation import ValidRunRequest
+from agentstream_server.errors import AgentNotFound, RunAlreadyExists, ServerDraining, TooManyRuns
+from agentstream_server.runs.manager import RunLimits, RunManager
+from agentstream_server.runs.modes import Mode
+from agentstream_server.runtime.agents import default_agents
+from agentstream_server.runtime.demo import DemoChatModel
+from agentstream_server.runtime.events import TaskFinished, TaskStatus
+from agentstream_server.transport.validation import ValidRunRequest
 
 
 def manager(max_runs: int = 10) -> RunManager:
@@ -73,7 +73,7 @@ async def test_admission_errors() -> None:
 
 
 async def test_a_run_failed_before_its_first_step_ends_failed_with_that_error() -> None:
-    from service.errors import RunStoreUnavailable
+    from agentstream_server.errors import RunStoreUnavailable
 
     runs = manager()
     run = await runs.start(request("early-fail"))

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.server import RunningServer
+from agentstream_server.transport.server import RunningServer
 from tests.service.helpers import request, terminal_of
 from tests.service.test_run_outcomes import read_rest
 from tests.support.fakellm import FakeLLM, Stall
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
-    """`python -m service serve --port 0` as a child process."""
+    """`python -m agentstream_server serve --port 0` as a child process."""
 
     def __init__(self, process: asyncio.subprocess.Process, target: str) -> None:
         self.process = process
@@ -38,7 +38,7 @@ async def spawn_server(fake_llm: FakeLLM, *args: str) -> ServerProcess:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "service",
+        "agentstream_server",
         "serve",
         "--port",
         "0",

@@ -9,7 +9,7 @@ import pytest
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.modes import MODE_CATEGORIES, Mode
+from agentstream_server.runs.modes import MODE_CATEGORIES, Mode
 from tests.service.helpers import collect, request, terminal_of
 from tests.support.fakellm import FakeLLM, Text, ToolCalls
 

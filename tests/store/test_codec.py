@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.codec import CodecError, decode_record, decode_terminal, encode_record, encode_terminal
-from service.runtime import events as ev
+from agentstream_server.runtime import events as ev
+from agentstream_server.store.codec import CodecError, decode_record, decode_terminal, encode_record, encode_terminal
 
 text = st.text(max_size=20)  # includes lone surrogates: they must round-trip too
 json_values = st.recursive(

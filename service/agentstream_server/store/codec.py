@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, assert_never
 
-from service.runtime.events import (
+from agentstream_server.runtime.events import (
     Action,
     AgentStep,
     Chunk,

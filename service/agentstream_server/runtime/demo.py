@@ -9,8 +9,8 @@ import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
-from service.runtime.events import Usage
-from service.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
+from agentstream_server.runtime.events import Usage
+from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 
 DEMO_LABEL = "agentstream-demo (offline)"
 _ARITHMETIC = re.compile(r"[-+(]*\s*\d+(?:\.\d+)?(?:\s*(?:\*\*|//|[-+*/%])\s*[-+(]*\s*\d+(?:\.\d+)?\s*\)*)+\)*")

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from service.errors import (
+from agentstream_server.errors import (
     AgentNotFound,
     AgentStreamError,
     RunAlreadyExists,
@@ -20,12 +20,12 @@ from service.errors import (
     TooManySubscribers,
     check_subscription_position,
 )
-from service.redis_store import RedisStore
-from service.run import ModelFactory, Run
-from service.runlog import EventsNotRetained
-from service.runtime.agents import AgentSpec
-from service.runtime.events import RunEvent, TaskStatus
-from service.validation import ValidRunRequest
+from agentstream_server.runs.execution import ModelFactory, Run
+from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.events import RunEvent, TaskStatus
+from agentstream_server.store.log import EventsNotRetained
+from agentstream_server.store.redis import RedisStore
+from agentstream_server.transport.validation import ValidRunRequest
 
 logger = logging.getLogger("agentstream.runs")
 

@@ -13,7 +13,11 @@ from grpc_status import rpc_status
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.convert import (
+from agentstream_server.errors import ERROR_DOMAIN, AgentStreamError, InternalError
+from agentstream_server.runs.manager import RunManager
+from agentstream_server.runs.modes import MODE_CATEGORIES, passes
+from agentstream_server.runtime.events import TASK_RESPONSE_TOPIC, RunEvent
+from agentstream_server.transport.convert import (
     TASK_STATUS_TO_PROTO,
     EncodeFailure,
     run_request_from_proto,
@@ -21,11 +25,12 @@ from service.convert import (
     start_request_from_proto,
     to_proto_checked,
 )
-from service.errors import ERROR_DOMAIN, AgentStreamError, InternalError
-from service.modes import MODE_CATEGORIES, passes
-from service.runs import RunManager
-from service.runtime.events import TASK_RESPONSE_TOPIC, RunEvent
-from service.validation import validate_cancel_reason, validate_run_id, validate_run_request, validate_subscription
+from agentstream_server.transport.validation import (
+    validate_cancel_reason,
+    validate_run_id,
+    validate_run_request,
+    validate_subscription,
+)
 
 logger = logging.getLogger("agentstream.servicer")
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service.errors import InvalidArgument
-from service.modes import Mode, mode_from_number
+from agentstream_server.errors import InvalidArgument
+from agentstream_server.runs.modes import Mode, mode_from_number
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_METADATA_ENTRIES = 64

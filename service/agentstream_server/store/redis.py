@@ -15,16 +15,16 @@ from redis.exceptions import RedisError, ResponseError
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
-from service.convert import TASK_STATUS_TO_PROTO, to_proto
-from service.errors import (
+from agentstream_server.errors import (
     AgentStreamError,
     RunAlreadyExists,
     RunNotFound,
     RunStoreUnavailable,
     check_subscription_position,
 )
-from service.runlog import EventsNotRetained, RunLog
-from service.runtime.events import TASK_RESPONSE_TOPIC, TaskStatus
+from agentstream_server.runtime.events import TASK_RESPONSE_TOPIC, TaskStatus
+from agentstream_server.store.log import EventsNotRetained, RunLog
+from agentstream_server.transport.convert import TASK_STATUS_TO_PROTO, to_proto
 
 logger = logging.getLogger("agentstream.redis")
 

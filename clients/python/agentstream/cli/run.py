@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from rich.console import Console
 
 from agentstream import AgentStreamError, ChunkMessage, Client, Message, StreamingMode, TaskMessage
-from service.render import render, to_json
+from agentstream.cli.render import render, to_json
 
 Stream = Callable[[Client], AsyncIterator[Message]]
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 
-from service.runtime.events import Action, Chunk, Event, RunEvent, TaskFinished
+from agentstream_server.runtime.events import Action, Chunk, Event, RunEvent, TaskFinished
 
 RECORD_OVERHEAD_BYTES = 200
 """What one logged record costs beyond its text (the objects themselves), roughly: for memory bounds only."""

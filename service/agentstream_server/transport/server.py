@@ -13,13 +13,13 @@ from grpc_reflection.v1alpha import reflection
 
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.config import Settings
-from service.decoding import RejectUndecodableRequests
-from service.redis_store import RedisStore
-from service.runs import RunLimits, RunManager
-from service.runtime.agents import AgentCatalog, default_agents, load_agents
-from service.runtime.provider import ModelProvider
-from service.servicer import RunnerServicer
+from agentstream_server.config import Settings
+from agentstream_server.runs.manager import RunLimits, RunManager
+from agentstream_server.runtime.agents import AgentCatalog, default_agents, load_agents
+from agentstream_server.runtime.provider import ModelProvider
+from agentstream_server.store.redis import RedisStore
+from agentstream_server.transport.decoding import RejectUndecodableRequests
+from agentstream_server.transport.servicer import RunnerServicer
 
 logger = logging.getLogger("agentstream.server")
 

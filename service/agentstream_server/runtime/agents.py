@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.runtime.builtin_tools import BUILTIN_TOOLS
-from service.runtime.tools import Tool, load_tool
+from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS
+from agentstream_server.runtime.tools import Tool, load_tool
 
 DEFAULT_AGENT_NAME = "assistant"
 DEFAULT_INSTRUCTIONS = (

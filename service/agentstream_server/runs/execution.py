@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
-from service.runlog import RunLog
-from service.runtime.agents import AgentSpec
-from service.runtime.events import (
+from agentstream_server.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
+from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.events import (
     AgentStep,
     Event,
     Output,
@@ -23,9 +22,10 @@ from service.runtime.events import (
     ToolResult,
     Usage,
 )
-from service.runtime.llm import ChatModel
-from service.runtime.loop import run_agent
-from service.validation import ValidRunRequest
+from agentstream_server.runtime.llm import ChatModel
+from agentstream_server.runtime.loop import run_agent
+from agentstream_server.store.log import RunLog
+from agentstream_server.transport.validation import ValidRunRequest
 
 logger = logging.getLogger("agentstream.runs")
 

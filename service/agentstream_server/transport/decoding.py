@@ -8,8 +8,8 @@ from typing import Any, NoReturn
 
 import grpc
 
-from service.errors import InvalidArgument
-from service.servicer import status_for
+from agentstream_server.errors import InvalidArgument
+from agentstream_server.transport.servicer import status_for
 
 
 class UndecodableRequest:

@@ -10,10 +10,10 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import MaxStepsExceeded
-from service.runtime.agents import AgentSpec
-from service.runtime.coalesce import coalesce
-from service.runtime.events import (
+from agentstream_server.errors import MaxStepsExceeded
+from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.coalesce import coalesce
+from agentstream_server.runtime.events import (
     Action,
     AgentStep,
     Chunk,
@@ -24,8 +24,8 @@ from service.runtime.events import (
     ToolResult,
     Usage,
 )
-from service.runtime.llm import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
-from service.runtime.tools import Tool, openai_tool_spec
+from agentstream_server.runtime.llm import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
+from agentstream_server.runtime.tools import Tool, openai_tool_spec
 
 
 @dataclass

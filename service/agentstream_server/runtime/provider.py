@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from service.config import Settings
-from service.runtime.agents import AgentSpec
-from service.runtime.demo import DemoChatModel
-from service.runtime.llm import ChatModel, OpenAIChatModel, make_openai_client
+from agentstream_server.config import Settings
+from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.demo import DemoChatModel
+from agentstream_server.runtime.llm import ChatModel, OpenAIChatModel, make_openai_client
 
 
 class ModelProvider:

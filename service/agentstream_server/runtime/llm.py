@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import httpx2
 import openai
 
-from service.errors import LLMUpstreamError
-from service.runtime.events import Usage
+from agentstream_server.errors import LLMUpstreamError
+from agentstream_server.runtime.events import Usage
 
 _DRAIN_TIMEOUT_S = 0.5
 """How long to wait for the end of a body after [DONE] before closing its connection instead of reusing it."""

@@ -9,7 +9,7 @@ from google.protobuf import struct_pb2
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
-from service.runtime.events import (
+from agentstream_server.runtime.events import (
     Action,
     AgentStep,
     Chunk,
@@ -24,10 +24,10 @@ from service.runtime.events import (
     ToolResult,
     Usage,
 )
-from service.validation import RunRequest
+from agentstream_server.transport.validation import RunRequest
 
 if TYPE_CHECKING:
-    from service.run import RunInfo
+    from agentstream_server.runs.execution import RunInfo
 
 TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.RUNNING: pb.TASK_STATUS_RUNNING,

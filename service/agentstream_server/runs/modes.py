@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from service.runtime.events import RunEvent
+from agentstream_server.runtime.events import RunEvent
 
 
 class Mode(enum.IntEnum):

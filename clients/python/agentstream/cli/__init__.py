@@ -1,55 +1,18 @@
-"""The command line: `agentstream serve` (process lifecycle) and `agentstream run` (stream through the SDK)."""
+"""The `agentstream` command: `run`, `attach` and `cancel` against any server (plus `serve` when installed).
+
+Needs the `cli` extra (`pip install 'agentstream[cli]'`: typer and rich).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
-from collections.abc import Coroutine
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run LLM agents and stream their events.")
 
 MODES = ("core", "chunk", "output", "chunk_output", "all")
-
-
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one [default: 50051].")] = None,
-    agents: Annotated[Path | None, typer.Option(help="Agents TOML file.", exists=True, dir_okay=False)] = None,
-    grace: Annotated[float | None, typer.Option(help="Seconds live runs get on shutdown [default: 10].")] = None,
-    store: Annotated[
-        str | None, typer.Option(help="Run store: 'memory' or redis://HOST:PORT/DB [default: $AGENTSTREAM_STORE].")
-    ] = None,
-    reuse_port: Annotated[
-        bool | None,
-        typer.Option(
-            "--reuse-port/--no-reuse-port",
-            help="Share the port with other processes (SO_REUSEPORT); off by default, so a taken port fails.",
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
-) -> None:
-    """Start the gRPC server; SIGTERM/SIGINT drain it gracefully."""
-    from service.config import Settings
-    from service.redis_store import RedisUnavailable
-    from service.server import serve as run_server
-
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
-    )
-    try:
-        settings = Settings.from_env().with_overrides(
-            host=host, port=port, agents_file=agents, shutdown_grace_s=grace, store=store, reuse_port=reuse_port
-        )
-        run_event_loop(run_server(settings))
-    except (ValueError, OSError, RedisUnavailable) as exc:
-        logging.getLogger("agentstream").error("cannot start: %s", exc)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -63,7 +26,7 @@ def run(
     timeout: Annotated[float | None, typer.Option(help="Run time limit in seconds.")] = None,
 ) -> None:
     """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status."""
-    from service.cli_run import stream_run
+    from agentstream.cli.run import stream_run
 
     _check_mode(mode)
     code = asyncio.run(
@@ -89,7 +52,7 @@ def attach(
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
 ) -> None:
     """Follow an existing run (replay, then live); exit status as for run."""
-    from service.cli_run import attach_run
+    from agentstream.cli.run import attach_run
 
     _check_mode(mode)
     raise typer.Exit(
@@ -104,7 +67,7 @@ def cancel(
     target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
 ) -> None:
     """Cancel a run; exit 0 when it is cancelled or had already finished, 2 on an error status."""
-    from service.cli_run import cancel_run
+    from agentstream.cli.run import cancel_run
 
     raise typer.Exit(asyncio.run(cancel_run(run_id, reason=reason, target=target)))
 
@@ -115,16 +78,15 @@ def _check_mode(mode: str) -> None:
         raise typer.Exit(2)
 
 
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run the server's main coroutine on uvloop (about 20% less CPU per streamed event here), else asyncio."""
+def _register_server_commands() -> None:
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+        from agentstream_server.cli import register
+    except ImportError:  # the SDK alone: client commands only
+        return
+    register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
+    _register_server_commands()
     app()

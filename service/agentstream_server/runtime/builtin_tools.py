@@ -8,7 +8,7 @@ import operator
 import zoneinfo
 from collections.abc import Callable
 
-from service.runtime.tools import Tool, tool_from_function
+from agentstream_server.runtime.tools import Tool, tool_from_function
 
 _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
