@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_MAX_UNREAD_EVENTS = 10_000
+DEFAULT_MAX_RETAINED_EVENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +30,8 @@ class Settings:
     llm_max_retries: int = 2
     shutdown_grace_s: float = 10.0
     completed_run_ttl_s: float = 300.0
-    max_unread_events: int = 10_000
-    max_retained_events: int = 100_000
+    max_unread_events: int = DEFAULT_MAX_UNREAD_EVENTS
+    max_retained_events: int = DEFAULT_MAX_RETAINED_EVENTS
     max_subscribers_per_run: int = 64
     store: str = "memory"
     lease_s: float = 10.0

@@ -139,6 +139,19 @@ class RunCancelled(AgentStreamError):
     reason = "RUN_CANCELLED"
 
 
+CANCELLED_BY_CANCEL_RUN = "cancelled by CancelRun"
+CANCELLED_BY_DISCONNECT = "caller cancelled or disconnected"
+CANCELLED_BY_SHUTDOWN = "server shutting down"
+"""Why a run was cancelled, as its terminal message says (after 'run cancelled: ')."""
+
+
+class RunInterrupted(AgentStreamError):
+    """The replica executing the run stopped (its lease expired); the run ends with status INTERRUPTED."""
+
+    code = "UNAVAILABLE"
+    reason = "RUN_INTERRUPTED"
+
+
 class InternalError(AgentStreamError):
     """An unexpected failure inside the service."""
 
@@ -177,6 +190,7 @@ ERROR_TABLE: tuple[ErrorRow, ...] = (
     ErrorRow(MaxStepsExceeded, in_band=True),
     ErrorRow(RunTimedOut, in_band=True),
     ErrorRow(RunCancelled, in_band=True),
+    ErrorRow(RunInterrupted, in_band=True),
     ErrorRow(InternalError, in_band=True),
 )
 """Every error the service reports: its class, gRPC code and ErrorInfo reason."""

@@ -7,9 +7,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from agentstream_server.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
+from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import (
     AgentStep,
@@ -24,27 +24,13 @@ from agentstream_server.runtime.events import (
 )
 from agentstream_server.runtime.llm import ChatModel
 from agentstream_server.runtime.loop import run_agent
+from agentstream_server.store.base import RunInfo
 from agentstream_server.store.log import RunLog
-from agentstream_server.transport.validation import ValidRunRequest
 
 logger = logging.getLogger("agentstream.runs")
 
 ModelFactory = Callable[[AgentSpec], ChatModel]
 """Gives the chat model an agent's LLM calls go to."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """What GetRun reports about a run."""
-
-    run_id: str
-    agent: str
-    session_id: str
-    status: TaskStatus
-    created_at: float
-    finished_at: float | None
-    last_seq: int
-    terminal: TaskFinished | None
 
 
 class Run:
@@ -57,10 +43,11 @@ class Run:
         run_id: str,
         timeout_s: float,
         *,
-        max_unread: int = 10_000,
-        max_retained: int = 100_000,
+        max_unread: int,
+        max_retained: int,
         chunk_window_ms: int = 0,
         paced: bool = True,
+        created_at: float | None = None,
     ) -> None:
         self.chunk_window_s = chunk_window_ms / 1000
         self.run_id = run_id
@@ -68,8 +55,7 @@ class Run:
         self.agent = agent
         self.timeout_s = timeout_s
         self.log = RunLog(run_id, request.session_id, max_unread=max_unread, max_retained=max_retained, paced=paced)
-        self.subscribers = 0
-        self.created_at = time.time()
+        self.created_at = time.time() if created_at is None else created_at
         self.finished_at: float | None = None
         self._cancel_reason = "cancelled"
         self._abort_error: AgentStreamError | None = None

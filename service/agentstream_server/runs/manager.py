@@ -1,4 +1,4 @@
-"""The RunManager: admits runs (agent lookup, run-id uniqueness, limits, draining), tracks them, serves cursors."""
+"""The RunManager: admits runs, executes them here, and is the one place that decides local vs store for every RPC."""
 
 from __future__ import annotations
 
@@ -8,49 +8,64 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from agentstream_server.config import Settings
 from agentstream_server.errors import (
+    CANCELLED_BY_CANCEL_RUN,
+    CANCELLED_BY_DISCONNECT,
+    CANCELLED_BY_SHUTDOWN,
     AgentNotFound,
     AgentStreamError,
     RunAlreadyExists,
-    RunNotFound,
     ServerDraining,
     TooManyRuns,
-    TooManySubscribers,
     check_subscription_position,
 )
 from agentstream_server.runs.execution import ModelFactory, Run
+from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import RunEvent, TaskStatus
+from agentstream_server.store.base import NewRun, RunInfo, RunStore
 from agentstream_server.store.log import EventsNotRetained
-from agentstream_server.store.redis import RedisStore
-from agentstream_server.transport.validation import ValidRunRequest
 
 logger = logging.getLogger("agentstream.runs")
 
 
 @dataclass(frozen=True, slots=True)
 class RunLimits:
-    """Limits the manager enforces."""
+    """Limits the manager enforces (built from Settings by ``from_settings``)."""
 
     max_concurrent_runs: int
     run_timeout_s: float
-    completed_run_ttl_s: float
-    max_unread_events: int = 10_000
-    max_retained_events: int = 100_000
-    chunk_window_ms: int = 0
-    max_subscribers_per_run: int = 64
-    max_finished_runs: int = 10_000
-    """Finished runs kept for GetRun/SubscribeRun; the oldest are forgotten first beyond it."""
-    max_finished_bytes: int = 256 * 1024 * 1024
-    """Roughly how much memory finished runs may hold in total; the oldest are forgotten first beyond it."""
-    max_runs_per_peer: int = 0
+    max_unread_events: int
+    max_retained_events: int
+    chunk_window_ms: int
+    max_subscribers_per_run: int
+    max_runs_per_peer: int
     """Live runs one caller (peer host) may hold; 0 = no per-peer limit."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunLimits:
+        """The limits a server with these settings enforces."""
+        return cls(
+            max_concurrent_runs=settings.max_concurrent_runs,
+            run_timeout_s=settings.run_timeout_s,
+            max_unread_events=settings.max_unread_events,
+            max_retained_events=settings.max_retained_events,
+            chunk_window_ms=settings.chunk_window_ms,
+            max_subscribers_per_run=settings.max_subscribers_per_run,
+            max_runs_per_peer=settings.max_runs_per_peer,
+        )
 
 
 class RunManager:
-    """Admits runs (agent lookup, run-id uniqueness, concurrency limit, draining) and keeps track of them."""
+    """Admits runs (agent, run id, limits, draining), executes them, and serves every run-level RPC.
+
+    A run executing on this replica is served from its own log until the store holds all of it; any
+    other run is served by the store (another replica's, or a finished one).
+    """
 
     def __init__(
         self,
@@ -58,85 +73,45 @@ class RunManager:
         default_agent: str,
         model_for: ModelFactory,
         limits: RunLimits,
-        store: RedisStore | None = None,
+        store: RunStore,
     ) -> None:
         self.store = store
-        """The shared run store when runs are shared across replicas (redis), else None."""
         self._agents = agents
         self._default_agent = default_agent
         self._model_for = model_for
         self._limits = limits
-        self._runs: dict[str, Run] = {}
+        self._local: dict[str, Run] = {}
         self._live: set[Run] = set()
-        self._finished: collections.deque[tuple[Run, int]] = collections.deque()
-        self._finished_bytes = 0
-        self._expiry: asyncio.TimerHandle | None = None
         self._admitting = 0
         self._runs_by_peer: collections.Counter[str] = collections.Counter()
         self._draining = False
 
     @property
     def live_runs(self) -> int:
-        """How many runs are executing now."""
+        """How many runs are executing here now."""
         return len(self._live)
 
-    def get(self, run_id: str) -> Run | None:
-        """The run with this id, live or recently finished."""
-        return self._runs.get(run_id)
+    def local(self, run_id: str) -> Run | None:
+        """The run with this id if it executes (or just executed) here."""
+        return self._local.get(run_id)
 
-    @property
-    def finished_runs(self) -> int:
-        """How many finished runs are kept for GetRun and SubscribeRun."""
-        return len(self._finished)
-
-    @property
-    def finished_bytes(self) -> int:
-        """Roughly how much memory the kept finished runs hold."""
-        return self._finished_bytes
-
-    async def start(self, request: ValidRunRequest, *, paced: bool = True, peer: str = "") -> Run:
+    async def start(self, request: ValidRunRequest, *, paced: bool = False, peer: str = "") -> Run:
         """Admit and start a run; raises the error-table error that says why a run cannot start.
 
-        ``paced``: the caller will follow the run with ``log.follow(pace=True)`` (StreamingRun does).
-        ``peer``: who asked (the caller's host), for the per-peer limit.
+        ``paced``: the caller will follow the run with pacing (``stream`` does). ``peer``: who asked.
         """
         if self._draining:
             raise ServerDraining("server is shutting down and accepts no new runs; retry on another replica")
-        agent_name = request.agent or self._default_agent
-        agent = self._agents.get(agent_name)
-        if agent is None:
-            known = ",".join(sorted(self._agents))
-            raise AgentNotFound(
-                f"agent {agent_name!r} is not configured; known agents: {known}",
-                field="agent",
-                metadata={"agent": agent_name, "known_agents": known},
-            )
+        agent = self._agent(request.agent or self._default_agent)
         run_id = request.run_id or uuid.uuid4().hex
-        if run_id in self._runs:
+        if run_id in self._local:
             raise RunAlreadyExists(f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id})
-        limit = self._limits.max_concurrent_runs
-        if len(self._live) + self._admitting >= limit:
-            raise TooManyRuns(
-                f"server is at its limit of {limit} concurrent runs; retry later", metadata={"limit": str(limit)}
-            )
-        per_peer = self._limits.max_runs_per_peer
-        if per_peer and self._runs_by_peer[peer] >= per_peer:
-            raise TooManyRuns(
-                f"this caller already has {per_peer} live runs, the per-caller limit; wait for one to end",
-                metadata={"limit": str(per_peer), "scope": "peer"},
-            )
-        # The slot is taken before the first await, so concurrent starts cannot overshoot the limits.
-        self._admitting += 1
-        self._runs_by_peer[peer] += 1
+        self._reserve(peer)
+        created_at = time.time()
         try:
-            if self.store is not None:
-                await self.store.claim(run_id, agent.name, request.session_id, time.time())
-            if run_id in self._runs:  # claimed concurrently on this replica (memory store)
-                raise RunAlreadyExists(
-                    f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id}
-                )
+            await self.store.claim(NewRun(run_id, agent.name, request.session_id, created_at))
         except BaseException:
-            self._release_peer(peer)
+            self._release(peer)
             raise
         finally:
             self._admitting -= 1
@@ -153,121 +128,80 @@ class RunManager:
             max_retained=self._limits.max_retained_events,
             chunk_window_ms=window,
             paced=paced,
+            created_at=created_at,
         )
-        self._runs[run_id] = run
+        self._local[run_id] = run
         self._live.add(run)
-        run.start(self._model_for(agent), on_done=lambda done: self._on_run_done(done, peer))
-        if self.store is not None:
-            self.store.mirror(run.log, run.cancel, run.fail)
+        held = self.store.publish(run.log, run)
+
+        def forget_when_held(_: object = None) -> None:
+            """From its end on, the run is served by the store once the store holds all of it."""
+            if run.done and held.done() and self._local.get(run_id) is run:
+                del self._local[run_id]
+
+        def on_done(_: Run) -> None:
+            self._on_run_done(run, peer)
+            forget_when_held()
+
+        held.add_done_callback(forget_when_held)
+        run.start(self._model_for(agent), on_done=on_done)
         logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
         return run
 
-    def _on_run_done(self, run: Run, peer: str) -> None:
-        self._live.discard(run)
-        self._release_peer(peer)
-        self._keep_finished(run)
-        terminal = run.log.terminal
-        logger.info(
-            "run %s ended agent=%s mode=%s events=%d duration=%.3fs outcome=%s",
-            run.run_id,
-            run.agent.name,
-            run.request.mode.name,
-            run.log.last_seq,
-            (run.finished_at or time.time()) - run.created_at,
-            terminal.status.value if terminal is not None else "unknown",
-        )
+    async def stream(self, request: ValidRunRequest, *, peer: str = "") -> AsyncIterator[RunEvent]:
+        """Start a run and follow it as its caller: the caller paces it, and its going away cancels it
+        unless the request says to continue. Raises at once when the run cannot start."""
+        run = await self.start(request, paced=True, peer=peer)
+        return self._follow_as_caller(run, request.cancel_on_disconnect)
 
-    def _release_peer(self, peer: str) -> None:
-        self._runs_by_peer[peer] -= 1
-        if self._runs_by_peer[peer] <= 0:
-            del self._runs_by_peer[peer]
+    async def _follow_as_caller(self, run: Run, cancel_on_disconnect: bool) -> AsyncIterator[RunEvent]:
+        try:
+            async for record in run.log.follow(pace=True):
+                yield record
+        finally:
+            # A caller that cancels, disconnects or passes its deadline lands here (CancelledError or close).
+            if cancel_on_disconnect and not run.done:
+                run.cancel(CANCELLED_BY_DISCONNECT)
 
-    def _keep_finished(self, run: Run) -> None:
-        """Keep a finished run for GetRun/SubscribeRun within the TTL, count and byte bounds (oldest go first)."""
-        size = run.log.retained_bytes
-        self._finished.append((run, size))
-        self._finished_bytes += size
-        limits = self._limits
-        while self._finished and (
-            len(self._finished) > limits.max_finished_runs or self._finished_bytes > limits.max_finished_bytes
-        ):
-            self._forget_oldest()
-        self._schedule_expiry()
+    async def subscribe(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+        """A run's events after after_seq, live, to its terminal event; raises at once when it cannot serve them."""
+        slot = self.store.subscriber(run_id, self._limits.max_subscribers_per_run)
+        await slot.__aenter__()
+        try:
+            run = self._local.get(run_id)
+            if run is not None:
+                log = run.log
+                check_subscription_position(run_id, after_seq, log.last_seq, log.oldest_retained_seq)
+                records = _local_follow(run, after_seq)
+            else:
+                records = await self.store.read(run_id, after_seq)
+        except BaseException as exc:
+            await slot.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return _holding(slot, records)
 
-    def _forget_oldest(self) -> None:
-        run, size = self._finished.popleft()
-        self._finished_bytes -= size
-        if self._runs.get(run.run_id) is run:
-            del self._runs[run.run_id]
-
-    def _schedule_expiry(self) -> None:
-        """One timer, set for when the oldest finished run expires: finished runs go even when no run starts."""
-        if self._expiry is not None or not self._finished:
-            return
-        oldest = self._finished[0][0]
-        expires_at = (oldest.finished_at or time.time()) + self._limits.completed_run_ttl_s
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_at(loop.time() + max(0.0, expires_at - time.time()), self._expire)
-
-    def _expire(self) -> None:
-        self._expiry = None
-        cutoff = time.time() - self._limits.completed_run_ttl_s
-        while self._finished and (self._finished[0][0].finished_at or 0.0) <= cutoff:
-            self._forget_oldest()
-        self._schedule_expiry()
-
-    def fail(self, run_id: str, error: AgentStreamError) -> None:
-        """End a live run of this replica FAILED with this error (no-op for a finished or unknown run)."""
-        run = self._runs.get(run_id)
-        if run is not None:
-            run.fail(error)
-
-    def find(self, run_id: str) -> Run:
-        """The run with this id; raises RunNotFound."""
-        run = self._runs.get(run_id)
-        if run is None:
-            raise RunNotFound(
-                f"run {run_id!r} is not known here (it never started, or it ended and was forgotten: finished "
-                f"runs are kept for {self._limits.completed_run_ttl_s:g} s, at most "
-                f"{self._limits.max_finished_runs} of them)",
-                field="run_id",
-                metadata={"run_id": run_id},
-            )
-        return run
+    async def describe(self, run_id: str) -> RunInfo:
+        """What GetRun reports about a run."""
+        run = self._local.get(run_id)
+        return run.info() if run is not None else await self.store.describe(run_id)
 
     async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
-        """Cancel a run (on whichever replica runs it) and wait for its end; returns (already finished, status)."""
-        if self.store is not None and run_id not in self._runs:
-            return await self.store.cancel(run_id, reason or "cancelled by CancelRun")
-        run = self.find(run_id)
+        """Cancel a run wherever it executes and wait for its end: (it had already finished, final status)."""
+        reason = reason or CANCELLED_BY_CANCEL_RUN
+        run = self._local.get(run_id)
+        if run is None:
+            return await self.store.cancel(run_id, reason)
         already_finished = run.done
-        run.cancel(reason or "cancelled by CancelRun")
+        run.cancel(reason)
         await run.wait()
         terminal = run.log.terminal
         return already_finished, terminal.status if terminal is not None else TaskStatus.CANCELLED
 
-    def subscribe(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
-        """A cursor over a run's events after after_seq; raises at once when the request cannot be served."""
-        run = self.find(run_id)
-        log = run.log
-        check_subscription_position(run_id, after_seq, log.last_seq, log.oldest_retained_seq)
-        if run.subscribers >= self._limits.max_subscribers_per_run:
-            raise TooManySubscribers(
-                f"run {run_id} already has {run.subscribers} subscribers, the limit",
-                metadata={"limit": str(self._limits.max_subscribers_per_run)},
-            )
-        return self._subscription(run, after_seq)
-
-    async def _subscription(self, run: Run, after_seq: int) -> AsyncIterator[RunEvent]:
-        run.subscribers += 1
-        try:
-            async for record in run.log.follow(after_seq):
-                yield record
-        except EventsNotRetained as gap:  # fell behind the retention while following
-            check_subscription_position(run.run_id, after_seq, run.log.last_seq, gap.oldest_seq)
-            raise
-        finally:
-            run.subscribers -= 1
+    def fail(self, run_id: str, error: AgentStreamError) -> None:
+        """End a run executing here FAILED with this error (no-op for a finished or remote run)."""
+        run = self._local.get(run_id)
+        if run is not None:
+            run.fail(error)
 
     def begin_drain(self) -> None:
         """Refuse new runs from now on."""
@@ -281,12 +215,75 @@ class RunManager:
             await asyncio.wait([asyncio.ensure_future(r.wait()) for r in live], timeout=grace_s)
         remaining = list(self._live)
         for run in remaining:
-            run.cancel("server shutting down")
+            run.cancel(CANCELLED_BY_SHUTDOWN)
         for run in remaining:
             await run.wait()
 
-    def close(self) -> None:
-        """Stop the expiry timer (at shutdown)."""
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
+    def _agent(self, name: str) -> AgentSpec:
+        agent = self._agents.get(name)
+        if agent is None:
+            known = ",".join(sorted(self._agents))
+            raise AgentNotFound(
+                f"agent {name!r} is not configured; known agents: {known}",
+                field="agent",
+                metadata={"agent": name, "known_agents": known},
+            )
+        return agent
+
+    def _reserve(self, peer: str) -> None:
+        """Take a run slot (and the peer's) before the first await, so concurrent starts cannot overshoot."""
+        limit = self._limits.max_concurrent_runs
+        if len(self._live) + self._admitting >= limit:
+            raise TooManyRuns(
+                f"server is at its limit of {limit} concurrent runs; retry later", metadata={"limit": str(limit)}
+            )
+        per_peer = self._limits.max_runs_per_peer
+        if per_peer and self._runs_by_peer[peer] >= per_peer:
+            raise TooManyRuns(
+                f"this caller already has {per_peer} live runs, the per-caller limit; wait for one to end",
+                metadata={"limit": str(per_peer), "scope": "peer"},
+            )
+        self._admitting += 1
+        self._runs_by_peer[peer] += 1
+
+    def _release(self, peer: str) -> None:
+        self._runs_by_peer[peer] -= 1
+        if self._runs_by_peer[peer] <= 0:
+            del self._runs_by_peer[peer]
+
+    def _on_run_done(self, run: Run, peer: str) -> None:
+        self._live.discard(run)
+        self._release(peer)
+        terminal = run.log.terminal
+        logger.info(
+            "run %s ended agent=%s mode=%s events=%d duration=%.3fs outcome=%s",
+            run.run_id,
+            run.agent.name,
+            run.request.mode.name,
+            run.log.last_seq,
+            (run.finished_at or time.time()) - run.created_at,
+            terminal.status.value if terminal is not None else "unknown",
+        )
+
+
+async def _local_follow(run: Run, after_seq: int) -> AsyncIterator[RunEvent]:
+    position = after_seq
+    log = run.log
+    try:
+        async for record in log.follow(after_seq):
+            position = record.seq
+            yield record
+    except EventsNotRetained as gap:  # fell behind the retention while following: never a silent gap
+        check_subscription_position(run.run_id, position, log.last_seq, gap.oldest_seq)
+        raise
+
+
+async def _holding(
+    slot: AbstractAsyncContextManager[None], records: AsyncIterator[RunEvent]
+) -> AsyncIterator[RunEvent]:
+    """Yield the records while holding a subscriber slot, released however the iteration ends."""
+    try:
+        async for record in records:
+            yield record
+    finally:
+        await slot.__aexit__(None, None, None)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
+from agentstream_server.config import DEFAULT_MAX_RETAINED_EVENTS, DEFAULT_MAX_UNREAD_EVENTS
 from agentstream_server.runtime.events import Action, Chunk, Event, RunEvent, TaskFinished
 
 RECORD_OVERHEAD_BYTES = 200
@@ -62,6 +63,7 @@ class RunLog:
 
     __slots__ = (
         "_bytes",
+        "_close_callbacks",
         "_events",
         "_first_seq",
         "_last_seq",
@@ -80,8 +82,8 @@ class RunLog:
         run_id: str,
         session_id: str = "",
         *,
-        max_unread: int = 10_000,
-        max_retained: int = 100_000,
+        max_unread: int = DEFAULT_MAX_UNREAD_EVENTS,
+        max_retained: int = DEFAULT_MAX_RETAINED_EVENTS,
         paced: bool = False,
     ) -> None:
         """``paced`` reserves pacing for a reader that will follow with ``pace=True`` (the run's caller), so
@@ -100,6 +102,14 @@ class RunLog:
         self._pacing = paced
         self._paced_seq = 0
         self._writable: asyncio.Future[None] | None = None
+        self._close_callbacks: list[Callable[[RunLog], None]] = []
+
+    def on_closed(self, callback: Callable[[RunLog], None]) -> None:
+        """Call ``callback(log)`` once the terminal event is appended (at once if it already is)."""
+        if self.closed:
+            callback(self)
+        else:
+            self._close_callbacks.append(callback)
 
     @property
     def last_seq(self) -> int:
@@ -178,6 +188,10 @@ class RunLog:
             for waiter in waiters:
                 if not waiter.done():  # a cancelled reader leaves its future behind
                     waiter.set_result(None)
+        if self._close_callbacks and record.is_terminal:
+            callbacks, self._close_callbacks = self._close_callbacks, []
+            for callback in callbacks:
+                callback(self)
         return record
 
     async def follow(self, after_seq: int = 0, *, pace: bool = False) -> AsyncIterator[RunEvent]:

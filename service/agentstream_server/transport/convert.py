@@ -27,7 +27,7 @@ from agentstream_server.runtime.events import (
 from agentstream_server.transport.validation import RunRequest
 
 if TYPE_CHECKING:
-    from agentstream_server.runs.execution import RunInfo
+    from agentstream_server.store.base import RunInfo
 
 TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.RUNNING: pb.TASK_STATUS_RUNNING,

@@ -1,28 +1,24 @@
-"""Requests whose bytes are not a valid message get INVALID_ARGUMENT (grpc alone would answer UNKNOWN/INTERNAL)."""
+"""RunnerService requests whose bytes are not a valid message reach the handler as UndecodableRequest.
+
+grpc alone would fail such a call with UNKNOWN before any handler runs; the handler's error wrapper
+(status.reports_errors) answers INVALID_ARGUMENT instead.
+"""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
-from agentstream_server.errors import InvalidArgument
-from agentstream_server.transport.servicer import status_for
+from agentstream_server.transport.status import UndecodableRequest
 
 
-class UndecodableRequest:
-    """Stands in for a request whose bytes could not be parsed; the handler answers INVALID_ARGUMENT."""
+class TolerantDecoding(grpc.aio.ServerInterceptor):
+    """Gives the methods of one service a request deserializer that never raises."""
 
-    __slots__ = ("problem",)
-
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
-
-
-class RejectUndecodableRequests(grpc.aio.ServerInterceptor):
-    """Wraps every unary-request handler: undecodable bytes become an INVALID_ARGUMENT status, not UNKNOWN."""
+    def __init__(self, service_name: str) -> None:
+        self._prefix = f"/{service_name}/"
 
     async def intercept_service(
         self,
@@ -30,24 +26,21 @@ class RejectUndecodableRequests(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        method = handler_call_details.method
+        if handler is None or not method.startswith(self._prefix) or handler.request_deserializer is None:
             return handler
-        deserialize = _tolerant(handler.request_deserializer, handler_call_details.method)
-        if handler.response_streaming and inspect.isasyncgenfunction(handler.unary_stream):
+        deserialize = handler.request_deserializer
+        if handler.request_streaming:
+            return handler
+        if handler.response_streaming:
             return grpc.unary_stream_rpc_method_handler(
-                _checked_stream(handler.unary_stream),
-                request_deserializer=deserialize,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.response_streaming:  # a coroutine that writes with context.write (e.g. health's Watch)
-            return grpc.unary_stream_rpc_method_handler(
-                _checked_unary(handler.unary_stream),  # type: ignore[arg-type]  # aio handlers are async
-                request_deserializer=deserialize,
+                handler.unary_stream,  # type: ignore[arg-type]
+                request_deserializer=_tolerant(deserialize, method),
                 response_serializer=handler.response_serializer,
             )
         return grpc.unary_unary_rpc_method_handler(
-            _checked_unary(handler.unary_unary),  # type: ignore[arg-type]  # aio handlers are async
-            request_deserializer=deserialize,
+            handler.unary_unary,  # type: ignore[arg-type]
+            request_deserializer=_tolerant(deserialize, method),
             response_serializer=handler.response_serializer,
         )
 
@@ -60,27 +53,3 @@ def _tolerant(deserialize: Callable[[bytes], Any], method: str) -> Callable[[byt
             return UndecodableRequest(f"the request is not a valid message for {method}: {type(exc).__name__}")
 
     return tolerant
-
-
-async def _reject(request: UndecodableRequest, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
-    await context.abort_with_status(status_for(InvalidArgument(request.problem)))
-    raise AssertionError("abort_with_status always raises")
-
-
-def _checked_unary(behavior: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
-    async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if type(request) is UndecodableRequest:
-            await _reject(request, context)
-        return await behavior(request, context)
-
-    return checked
-
-
-def _checked_stream(behavior: Callable[[Any, Any], AsyncIterator[Any]]) -> Callable[[Any, Any], AsyncIterator[Any]]:
-    async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        if type(request) is UndecodableRequest:
-            await _reject(request, context)
-        async for message in behavior(request, context):
-            yield message
-
-    return checked

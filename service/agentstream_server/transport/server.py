@@ -17,8 +17,9 @@ from agentstream_server.config import Settings
 from agentstream_server.runs.manager import RunLimits, RunManager
 from agentstream_server.runtime.agents import AgentCatalog, default_agents, load_agents
 from agentstream_server.runtime.provider import ModelProvider
-from agentstream_server.store.redis import RedisStore
-from agentstream_server.transport.decoding import RejectUndecodableRequests
+from agentstream_server.store.base import RunStore
+from agentstream_server.store.factory import open_store
+from agentstream_server.transport.decoding import TolerantDecoding
 from agentstream_server.transport.servicer import RunnerServicer
 
 logger = logging.getLogger("agentstream.server")
@@ -37,8 +38,8 @@ class RunningServer:
     runs: RunManager
     health: health.aio.HealthServicer
     models: ModelProvider
-    store: RedisStore | None = None
-    watcher: asyncio.Task[None] | None = None
+    store: RunStore
+    watcher: asyncio.Task[None]
 
     async def shutdown(self, grace_s: float) -> None:
         """Graceful stop: NOT_SERVING, refuse new runs, let live runs finish for grace_s, cancel the rest."""
@@ -46,12 +47,9 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.runs.begin_drain()
         await self.runs.drain(grace_s)
-        self.runs.close()
         await self.server.stop(STREAM_FLUSH_GRACE_S)
-        if self.watcher is not None:
-            self.watcher.cancel()
-        if self.store is not None:
-            await self.store.close()
+        self.watcher.cancel()
+        await self.store.close()
         await self.models.aclose()
         logger.info("stopped")
 
@@ -64,67 +62,48 @@ def load_catalog(settings: Settings) -> AgentCatalog:
 async def start_server(settings: Settings) -> RunningServer:
     """Start a server on settings.host:settings.port (port 0 picks a free one) and return it running."""
     catalog = load_catalog(settings)
-    store = None
-    if settings.store != "memory":
-        store = RedisStore(
-            settings.store,
-            lease_s=settings.lease_s,
-            ttl_s=settings.completed_run_ttl_s,
-            max_retained=settings.max_retained_events,
-        )
-        await store.connect()  # refuses to start, with the URL, when Redis does not answer
-    models = ModelProvider(settings)
-    runs = RunManager(
-        catalog.agents,
-        catalog.default,
-        models.model_for,
-        RunLimits(
-            max_concurrent_runs=settings.max_concurrent_runs,
-            run_timeout_s=settings.run_timeout_s,
-            completed_run_ttl_s=settings.completed_run_ttl_s,
-            max_unread_events=settings.max_unread_events,
-            max_retained_events=settings.max_retained_events,
-            max_subscribers_per_run=settings.max_subscribers_per_run,
-            chunk_window_ms=settings.chunk_window_ms,
-            max_finished_runs=settings.max_finished_runs,
-            max_finished_bytes=settings.max_finished_bytes,
-            max_runs_per_peer=settings.max_runs_per_peer,
-        ),
-        store,
-    )
-    server = grpc.aio.server(
-        interceptors=[RejectUndecodableRequests()],
-        options=server_options(settings),
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-    )
-    rpb_grpc.add_RunnerServiceServicer_to_server(RunnerServicer(runs, max_input_bytes=settings.max_input_bytes), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    store = await open_store(settings)  # refuses to start, naming the store, when it does not answer
     try:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    except RuntimeError:  # grpc's "Failed to bind": the port is taken (we never share it unless reuse_port)
-        port = 0
-    if port == 0:
-        raise OSError(
-            f"cannot listen on {settings.host}:{settings.port}: the address is in use or not available "
-            "(to share a port between processes on purpose, set AGENTSTREAM_REUSE_PORT=1 on each)"
+        models = ModelProvider(settings)
+        runs = RunManager(catalog.agents, catalog.default, models.model_for, RunLimits.from_settings(settings), store)
+        server = grpc.aio.server(
+            interceptors=[TolerantDecoding(SERVICE_NAME)],
+            options=server_options(settings),
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
-    await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    logger.info(
-        "model: %s; agents: %s (default %s)",
-        models.description,
-        ", ".join(sorted(catalog.agents)),
-        catalog.default,
-    )
-    watcher = asyncio.create_task(_watch_store(store, health_servicer)) if store is not None else None
-    logger.info("run store: %s", "memory (this process)" if store is None else f"redis, replica {store.replica_id}")
-    logger.info("listening on %s:%d", settings.host, port)
+        rpb_grpc.add_RunnerServiceServicer_to_server(
+            RunnerServicer(runs, max_input_bytes=settings.max_input_bytes), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        try:
+            port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        except RuntimeError:  # grpc's "Failed to bind": the port is taken (we never share it unless reuse_port)
+            port = 0
+        if port == 0:
+            raise OSError(
+                f"cannot listen on {settings.host}:{settings.port}: the address is in use or not available "
+                "(to share a port between processes on purpose, set AGENTSTREAM_REUSE_PORT=1 on each)"
+            )
+        await server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "model: %s; agents: %s (default %s)",
+            models.description,
+            ", ".join(sorted(catalog.agents)),
+            catalog.default,
+        )
+        watcher = asyncio.create_task(_watch_store(store, health_servicer))
+        logger.info("run store: %s", store.description)
+        logger.info("listening on %s:%d", settings.host, port)
+    except BaseException:
+        await store.close()
+        raise
     return RunningServer(server, port, runs, health_servicer, models, store, watcher)
 
 
@@ -149,7 +128,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-async def _watch_store(store: RedisStore, health_servicer: health.aio.HealthServicer) -> None:
+async def _watch_store(store: RunStore, health_servicer: health.aio.HealthServicer) -> None:
     """Health follows the run store: NOT_SERVING while Redis is unreachable, SERVING once it is back."""
     serving = True
     while True:

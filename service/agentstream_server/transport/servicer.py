@@ -1,22 +1,17 @@
-"""The RunnerService servicer: the only module that touches grpc's ServicerContext."""
+"""The RunnerService servicer: validates, hands each RPC to the run manager, converts what comes back."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
-
-import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from agentstream_server.errors import ERROR_DOMAIN, AgentStreamError, InternalError
+from agentstream_server.errors import InternalError
 from agentstream_server.runs.manager import RunManager
 from agentstream_server.runs.modes import MODE_CATEGORIES, passes
-from agentstream_server.runtime.events import TASK_RESPONSE_TOPIC, RunEvent
+from agentstream_server.runtime.events import RunEvent
 from agentstream_server.transport.convert import (
     TASK_STATUS_TO_PROTO,
     EncodeFailure,
@@ -25,6 +20,7 @@ from agentstream_server.transport.convert import (
     start_request_from_proto,
     to_proto_checked,
 )
+from agentstream_server.transport.status import Context, reports_errors
 from agentstream_server.transport.validation import (
     validate_cancel_reason,
     validate_run_id,
@@ -34,126 +30,56 @@ from agentstream_server.transport.validation import (
 
 logger = logging.getLogger("agentstream.servicer")
 
-MAX_STATUS_MESSAGE_CHARS = 1024
-MAX_STATUS_METADATA_VALUE_CHARS = 256
-"""Bounds on what an error status echoes back, so a status always fits in gRPC's metadata limits."""
-
-
-def status_for(error: AgentStreamError) -> grpc.Status:
-    """The gRPC status, with ErrorInfo (and BadRequest when a field is at fault), for an error."""
-    message = _clipped(error.message, MAX_STATUS_MESSAGE_CHARS)
-    status = status_pb2.Status(code=code_pb2.Code.Value(error.code), message=message)
-    metadata = {key: _clipped(value, MAX_STATUS_METADATA_VALUE_CHARS) for key, value in error.metadata.items()}
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
-    status.details.add().Pack(info)
-    if error.field:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=message)]
-        )
-        status.details.add().Pack(bad_request)
-    converted: grpc.Status = rpc_status.to_status(status)
-    return converted
-
 
 class RunnerServicer(rpb_grpc.RunnerServiceServicer):
-    """Adapts RunManager runs to the RunnerService contract."""
+    """Adapts the RunManager to the RunnerService contract; the only code that sees a ServicerContext."""
 
     def __init__(self, runs: RunManager, *, max_input_bytes: int) -> None:
         self._runs = runs
         self._max_input_bytes = max_input_bytes
 
-    async def StreamingRun(
-        self,
-        request: rpb.StreamingRunRequest,
-        context: grpc.aio.ServicerContext[rpb.StreamingRunRequest, pb.Message],
-    ) -> AsyncIterator[pb.Message]:
+    @reports_errors
+    async def StreamingRun(self, request: rpb.StreamingRunRequest, context: Context) -> AsyncIterator[pb.Message]:
         """Start a run and stream its events, filtered by the request's mode, ending with the terminal one."""
-        try:
-            valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-            run = await self._runs.start(valid, peer=_peer_host(context.peer()))
-        except AgentStreamError as error:
-            await _abort(context, error)
-            return
-        try:
-            async for message in self._encoded(run.log.follow(pace=True), MODE_CATEGORIES[valid.mode]):
-                yield message
-        finally:
-            # A caller that cancels, disconnects or passes its deadline lands here (CancelledError).
-            if valid.cancel_on_disconnect and not run.done:
-                run.cancel("caller cancelled or disconnected")
+        valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
+        records = await self._runs.stream(valid, peer=_peer_host(context.peer()))
+        async for message in self._encoded(records, MODE_CATEGORIES[valid.mode]):
+            yield message
 
-    async def StartRun(
-        self, request: rpb.StartRunRequest, context: grpc.aio.ServicerContext[rpb.StartRunRequest, rpb.StartRunResponse]
-    ) -> rpb.StartRunResponse:
+    @reports_errors
+    async def StartRun(self, request: rpb.StartRunRequest, context: Context) -> rpb.StartRunResponse:
         """Start a run that goes on without a caller; returns its id."""
-        try:
-            valid = validate_run_request(start_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-            run = await self._runs.start(valid, paced=False, peer=_peer_host(context.peer()))
-        except AgentStreamError as error:
-            await _abort(context, error)
+        valid = validate_run_request(start_request_from_proto(request), max_input_bytes=self._max_input_bytes)
+        run = await self._runs.start(valid, peer=_peer_host(context.peer()))
         return rpb.StartRunResponse(run_id=run.run_id)
 
-    async def SubscribeRun(
-        self, request: rpb.SubscribeRunRequest, context: grpc.aio.ServicerContext[rpb.SubscribeRunRequest, pb.Message]
-    ) -> AsyncIterator[pb.Message]:
+    @reports_errors
+    async def SubscribeRun(self, request: rpb.SubscribeRunRequest, context: Context) -> AsyncIterator[pb.Message]:
         """Replay a run's retained events after after_seq, follow it live, end with the terminal message."""
-        store = self._runs.store
-        try:
-            mode = validate_subscription(request.run_id, int(request.streaming_mode))
-            if store is not None and self._runs.get(request.run_id) is None:
-                remote = await store.follow(request.run_id, request.after_seq)
-            else:
-                remote = None
-                records = self._runs.subscribe(request.run_id, request.after_seq)
-        except AgentStreamError as error:
-            await _abort(context, error)
-            return
-        categories = MODE_CATEGORIES[mode]
-        try:
-            if remote is not None:  # a run executing on another replica: its events come from the store
-                async for message in remote:
-                    if categories is None or message.category in categories or message.topic == TASK_RESPONSE_TOPIC:
-                        yield message
-                return
-            async for message in self._encoded(records, categories):
-                yield message
-        except AgentStreamError as error:  # behind the retention, or the store failed mid-stream: never a silent gap
-            await _abort(context, error)
+        mode = validate_subscription(request.run_id, int(request.streaming_mode))
+        records = await self._runs.subscribe(request.run_id, request.after_seq)
+        async for message in self._encoded(records, MODE_CATEGORIES[mode]):
+            yield message
 
-    async def CancelRun(
-        self,
-        request: rpb.CancelRunRequest,
-        context: grpc.aio.ServicerContext[rpb.CancelRunRequest, rpb.CancelRunResponse],
-    ) -> rpb.CancelRunResponse:
+    @reports_errors
+    async def CancelRun(self, request: rpb.CancelRunRequest, context: Context) -> rpb.CancelRunResponse:
         """Cancel a run and report its final status."""
-        try:
-            run_id = validate_run_id(request.run_id)
-            already_finished, status = await self._runs.cancel(run_id, validate_cancel_reason(request.reason))
-        except AgentStreamError as error:
-            await _abort(context, error)
+        run_id = validate_run_id(request.run_id)
+        already_finished, status = await self._runs.cancel(run_id, validate_cancel_reason(request.reason))
         return rpb.CancelRunResponse(already_finished=already_finished, status=TASK_STATUS_TO_PROTO[status])
 
-    async def GetRun(
-        self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext[rpb.GetRunRequest, rpb.Run]
-    ) -> rpb.Run:
+    @reports_errors
+    async def GetRun(self, request: rpb.GetRunRequest, context: Context) -> rpb.Run:
         """Describe a run."""
-        store = self._runs.store
-        try:
-            run_id = validate_run_id(request.run_id)
-            if store is not None and self._runs.get(run_id) is None:
-                return await store.describe_run(run_id)
-            run = self._runs.find(run_id)
-        except AgentStreamError as error:
-            await _abort(context, error)
-        return run_to_proto(run.info())
+        return run_to_proto(await self._runs.describe(validate_run_id(request.run_id)))
 
     async def _encoded(
         self, records: AsyncIterator[RunEvent], categories: frozenset[str] | None
     ) -> AsyncIterator[pb.Message]:
         """The records that pass the mode, as protobuf; an event that cannot be encoded never ends a stream early.
 
-        It is replaced by a placeholder with the same seq, and a run still going on is failed (INTERNAL), so
-        every reader still gets exactly one terminal message.
+        It is replaced by a placeholder with the same seq, and a run still going on here is failed
+        (INTERNAL), so every reader still gets exactly one terminal message.
         """
         async for record in records:
             if passes(categories, record):
@@ -172,14 +98,3 @@ def _peer_host(peer: str) -> str:
         host, _, _ = address.rpartition(":")
         return f"{kind}:{host or address}"
     return peer
-
-
-def _clipped(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: AgentStreamError) -> NoReturn:
-    # repr: a caller-supplied value in the message can never forge a log line
-    logger.info("rejected call: %s %s: %r", error.code, error.reason, _clipped(error.message, MAX_STATUS_MESSAGE_CHARS))
-    await context.abort_with_status(status_for(error))
-    raise AssertionError("abort_with_status always raises")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from agentstream_server.errors import InvalidArgument
 from agentstream_server.runs.modes import Mode, mode_from_number
+from agentstream_server.runs.request import ValidRunRequest
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_METADATA_ENTRIES = 64
@@ -36,21 +37,6 @@ class RunRequest:
     """The request's Duration as (seconds, nanos), unchecked."""
     chunk_window_ms: int | None = None
     on_disconnect: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ValidRunRequest:
-    """A validated run request: mode resolved, limits checked."""
-
-    input: str
-    agent: str
-    mode: Mode
-    session_id: str
-    run_id: str
-    metadata: Mapping[str, str]
-    timeout_s: float | None
-    chunk_window_ms: int | None = None
-    cancel_on_disconnect: bool = True
 
 
 def validate_run_request(request: RunRequest, *, max_input_bytes: int) -> ValidRunRequest:

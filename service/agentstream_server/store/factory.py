@@ -1,0 +1,28 @@
+"""Opens the run store the settings name: in-memory (default) or Redis (shared by replicas)."""
+
+from __future__ import annotations
+
+from agentstream_server.config import Settings
+from agentstream_server.store.base import RunStore
+from agentstream_server.store.memory import MemoryStore, Retention
+
+
+async def open_store(settings: Settings) -> RunStore:
+    """The run store, connected; a Redis that does not answer raises RedisUnavailable naming it (redacted)."""
+    retention = Retention(
+        ttl_s=settings.completed_run_ttl_s,
+        max_runs=settings.max_finished_runs,
+        max_bytes=settings.max_finished_bytes,
+    )
+    if settings.store == "memory":
+        return MemoryStore(retention)
+    from agentstream_server.store.redis import RedisStore  # only servers that use Redis import redis
+
+    store = RedisStore(
+        settings.store,
+        lease_s=settings.lease_s,
+        ttl_s=settings.completed_run_ttl_s,
+        max_retained=settings.max_retained_events,
+    )
+    await store.connect()
+    return store
