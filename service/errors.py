@@ -139,6 +139,13 @@ class RunCancelled(AgentStreamError):
     reason = "RUN_CANCELLED"
 
 
+class RunInterrupted(AgentStreamError):
+    """The replica executing the run died (its lease expired); the run ended with status INTERRUPTED."""
+
+    code = "UNAVAILABLE"
+    reason = "RUN_INTERRUPTED"
+
+
 class InternalError(AgentStreamError):
     """An unexpected failure inside the service."""
 
@@ -177,6 +184,7 @@ ERROR_TABLE: tuple[ErrorRow, ...] = (
     ErrorRow(MaxStepsExceeded, in_band=True),
     ErrorRow(RunTimedOut, in_band=True),
     ErrorRow(RunCancelled, in_band=True),
+    ErrorRow(RunInterrupted, in_band=True),
     ErrorRow(InternalError, in_band=True),
 )
 """Every error the service reports: its class, gRPC code and ErrorInfo reason."""

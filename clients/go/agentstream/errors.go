@@ -57,6 +57,7 @@ var (
 	ErrMaxStepsExceeded    = &Error{Code: codes.ResourceExhausted, Reason: "MAX_STEPS_EXCEEDED"}
 	ErrRunTimedOut         = &Error{Code: codes.DeadlineExceeded, Reason: "RUN_TIMED_OUT"}
 	ErrRunCancelled        = &Error{Code: codes.Canceled, Reason: "RUN_CANCELLED"}
+	ErrRunInterrupted      = &Error{Code: codes.Unavailable, Reason: "RUN_INTERRUPTED"}
 	ErrInternal            = &Error{Code: codes.Internal, Reason: "INTERNAL"}
 )
 

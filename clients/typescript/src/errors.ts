@@ -47,6 +47,8 @@ export class RunStoreUnavailableError extends AgentStreamError {}
 export class MaxStepsExceededError extends AgentStreamError {}
 export class RunTimedOutError extends AgentStreamError {}
 export class RunCancelledError extends AgentStreamError {}
+/** The replica executing the run died; its terminal status is INTERRUPTED. */
+export class RunInterruptedError extends AgentStreamError {}
 export class InternalError extends AgentStreamError {}
 /** A failure without agentstream details: unreachable server, aborted call, client deadline. */
 export class TransportError extends AgentStreamError {}
@@ -68,6 +70,7 @@ export const ERRORS_BY_REASON: Record<string, ErrorClass> = {
   MAX_STEPS_EXCEEDED: MaxStepsExceededError,
   RUN_TIMED_OUT: RunTimedOutError,
   RUN_CANCELLED: RunCancelledError,
+  RUN_INTERRUPTED: RunInterruptedError,
   INTERNAL: InternalError,
 };
 
