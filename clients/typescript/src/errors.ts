@@ -137,6 +137,9 @@ export function toAgentStreamError(error: unknown): AgentStreamError {
     if (detail.type === "google.rpc.ErrorInfo") info = decodeErrorInfo(detail.value);
     else if (detail.type === "google.rpc.BadRequest") violations.push(...decodeBadRequest(detail.value));
   }
-  const cls = info && info.domain === ERROR_DOMAIN ? (ERRORS_BY_REASON[info.reason] ?? TransportError) : TransportError;
-  return new cls(connectError.rawMessage, connectError.code, info?.reason ?? "", info?.metadata ?? {}, violations);
+  if (!info || info.domain !== ERROR_DOMAIN)
+    return new TransportError(connectError.rawMessage, connectError.code, "", {}, violations);
+  // A reason this SDK does not know yet stays a plain AgentStreamError carrying the server's reason.
+  const cls = Object.hasOwn(ERRORS_BY_REASON, info.reason) ? ERRORS_BY_REASON[info.reason] : AgentStreamError;
+  return new cls(connectError.rawMessage, connectError.code, info.reason, info.metadata, violations);
 }
