@@ -89,4 +89,19 @@ func FromStatus(err error) error {
 	return out
 }
 
+// IsResumable reports whether err is a failure of the connection rather than an answer of the server: a
+// status without agentstream details and with code UNAVAILABLE, INTERNAL, UNKNOWN or ABORTED (a lost
+// connection, a reset stream, a restarted server). A resuming SubscribeRun subscribes again after these.
+func IsResumable(err error) bool {
+	var typed *Error
+	if !errors.As(FromStatus(err), &typed) || typed.Reason != "" {
+		return false
+	}
+	switch typed.Code {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Aborted:
+		return true
+	}
+	return false
+}
+
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
