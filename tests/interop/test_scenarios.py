@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 
 from agentstream import (
     AgentStreamError,
@@ -20,6 +21,9 @@ from agentstream import (
     ToolMessage,
     ToolResultMessage,
 )
+from agentstream.errors import ERRORS_BY_REASON, error_for_task
+from agentstream.messages import from_proto
+from agentstream.v1 import message_pb2 as pb
 from tests.conftest import StartServer
 from tests.support.fakellm import FakeLLM, default_responder
 
@@ -49,6 +53,12 @@ async def target(fake_llm: FakeLLM, start: StartServer) -> str:
 async def test_scenario(name: str, target: str) -> None:
     scenario = SCENARIOS[name]
     expect = scenario["expect"]
+    if "resume" in scenario:
+        await run_resume_scenario(scenario, target)
+        return
+    if "terminals" in scenario:
+        check_terminal_mapping(scenario)
+        return
     async with Client(target) as client:
         stream = client.streaming_run(
             scenario["input"], agent=scenario.get("agent") or None, streaming_mode=mode_of(scenario)
@@ -106,3 +116,84 @@ def check_stream(messages: list[Any], expect: dict[str, Any]) -> None:
     if "answer" in expect["terminal"]:
         assert terminal.payload.answer == expect["terminal"]["answer"]
     assert [m.seq for m in messages] == sorted({m.seq for m in messages}), "seq must strictly increase"
+
+
+class CuttingProxy:
+    """A TCP proxy to the server whose cut() drops every connection it carries (it keeps accepting new ones)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.host, port = upstream.rsplit(":", 1)
+        self.port = int(port)
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        self.cut()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        self._writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.transport.abort()
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()  # a reset, not a graceful close
+        self._writers.clear()
+
+
+async def run_resume_scenario(scenario: dict[str, Any], target: str) -> None:
+    """Subscribe with resume through a proxy, cut it mid-run: every event exactly once."""
+    expect, cut_after = scenario["expect"], scenario["resume"]["cut_after_events"]
+    proxy = CuttingProxy(target)
+    async with Client(target) as direct, proxy as proxied_target, Client(proxied_target) as proxied:
+        run_id = await direct.start_run(scenario["input"])
+        messages: list[Any] = []
+        async with asyncio.timeout(30):
+            async for message in proxied.subscribe_run(run_id, streaming_mode=mode_of(scenario), resume=True):
+                messages.append(message)
+                if len(messages) == cut_after:
+                    proxy.cut()
+                    assert (await direct.get_run(run_id)).status == TaskStatus.RUNNING, "the run ended before the cut"
+        assert proxy.connections >= 2, "the SDK did not re-subscribe"
+        seqs = [m.seq for m in messages]
+        assert seqs == list(range(1, len(seqs) + 1)), f"duplicate or gap: {seqs}"
+        assert sum(isinstance(m, ChunkMessage) for m in messages) == expect["chunks"]
+        assert (await direct.get_run(run_id)).last_seq == seqs[-1]
+    check_stream(messages, expect)
+
+
+def check_terminal_mapping(scenario: dict[str, Any]) -> None:
+    """Each terminal message of the scenario decodes and maps to the typed error of its reason."""
+    expect = scenario["expect"]
+    for raw in scenario["terminals"]:
+        message = from_proto(json_format.ParseDict(raw, pb.Message()))
+        assert isinstance(message, TaskMessage) and message.is_terminal
+        assert message.payload.status.name == expect["terminal"]["status"]
+        assert message.payload.success == expect["terminal"]["success"]
+        error = error_for_task(message.payload)
+        assert type(error) is ERRORS_BY_REASON[expect["error"]["reason"]]
+        assert (error.code.name, error.reason) == (expect["error"]["code"], expect["error"]["reason"])

@@ -90,6 +90,7 @@ def test_an_in_band_failure_maps_to_the_same_typed_error(row: ErrorRow) -> None:
     [
         (pb.TASK_STATUS_TIMED_OUT, agentstream.RunTimedOut),
         (pb.TASK_STATUS_CANCELLED, agentstream.RunCancelled),
+        (pb.TASK_STATUS_INTERRUPTED, agentstream.RunInterrupted),
         (pb.TASK_STATUS_FAILED, agentstream.InternalError),
     ],
 )

@@ -47,11 +47,22 @@ type RunOptions struct {
 	Metadata      map[string]string // echoed in the first message's headers
 	Timeout       time.Duration     // the run's server-side time limit; zero: the server's
 	ChunkWindowMs *uint32           // chunk coalescing window; nil: the server's default
+	// OnDisconnect says what happens to a StreamingRun's run when its call ends early (context
+	// cancelled, connection lost): zero or ON_DISCONNECT_CANCEL cancels it, ON_DISCONNECT_CONTINUE lets it
+	// go on (follow it with SubscribeRun). StartRun ignores it: such a run never depends on a caller.
+	OnDisconnect pb.OnDisconnect
 }
 
 // Stream is a streaming run; iterate it with All or Each. Cancelling the context cancels the run.
 type Stream struct {
 	call grpc.ServerStreamingClient[pb.Message]
+
+	// Set by SubscribeRun with WithResume: reopen subscribes again after position.
+	ctx      context.Context
+	reopen   func(afterSeq uint64) (grpc.ServerStreamingClient[pb.Message], error)
+	policy   ResumePolicy
+	position uint64 // the seq of the last message yielded
+	failures int    // consecutive failed attempts
 }
 
 // StreamingRun starts a run of an agent on input and streams its messages.
@@ -64,6 +75,7 @@ func (c *Client) StreamingRun(ctx context.Context, input string, opts RunOptions
 		RunId:         opts.RunID,
 		Metadata:      opts.Metadata,
 		ChunkWindowMs: opts.ChunkWindowMs,
+		OnDisconnect:  opts.OnDisconnect,
 	}
 	if opts.Timeout > 0 {
 		req.Timeout = durationpb.New(opts.Timeout)
@@ -76,20 +88,51 @@ func (c *Client) StreamingRun(ctx context.Context, input string, opts RunOptions
 }
 
 // All yields every message, then stops after the terminal one; a failed call yields one typed error.
+// A stream from SubscribeRun with WithResume re-subscribes after transport errors (see ResumePolicy).
 func (s *Stream) All() iter.Seq2[*pb.Message, error] {
 	return func(yield func(*pb.Message, error) bool) {
 		for {
 			msg, err := s.call.Recv()
 			if err != nil {
-				if !isEOF(err) {
-					yield(nil, FromStatus(err))
+				if isEOF(err) {
+					return
 				}
-				return
+				if err := s.resubscribe(err); err != nil {
+					yield(nil, err)
+					return
+				}
+				continue
 			}
+			s.failures = 0
+			s.position = msg.GetSeq()
 			if !yield(msg, nil) || msg.GetTopic() == TaskResponseTopic {
 				return
 			}
 		}
+	}
+}
+
+// resubscribe opens a new call after position once err ended the last one, when the stream resumes and
+// err is resumable, pausing before each attempt; it returns the typed error when it gives up.
+func (s *Stream) resubscribe(err error) error {
+	for {
+		if s.reopen == nil || !IsResumable(err) || s.ctx.Err() != nil || s.failures >= s.policy.maxAttempts() {
+			return FromStatus(err)
+		}
+		pause := time.NewTimer(s.policy.backoff(s.failures))
+		select {
+		case <-s.ctx.Done():
+			pause.Stop()
+			return FromStatus(err)
+		case <-pause.C:
+		}
+		s.failures++
+		call, openErr := s.reopen(s.position)
+		if openErr == nil {
+			s.call = call
+			return nil
+		}
+		err = openErr
 	}
 }
 
@@ -126,14 +169,76 @@ func (c *Client) StartRun(ctx context.Context, input string, opts RunOptions) (s
 	return resp.GetRunId(), nil
 }
 
-// SubscribeRun follows a run from afterSeq: every retained event after it, then live ones, then the
-// terminal message. Resume after a disconnect by subscribing again from the last seq you processed.
-func (c *Client) SubscribeRun(ctx context.Context, runID string, afterSeq uint64, mode pb.StreamingMode) (*Stream, error) {
-	call, err := c.stub.SubscribeRun(ctx, &pb.SubscribeRunRequest{RunId: runID, AfterSeq: afterSeq, StreamingMode: mode})
-	if err != nil {
-		return nil, FromStatus(err)
+// ResumePolicy says how a resuming subscription re-subscribes after a transport error: after a pause
+// that starts at InitialBackoff and doubles up to MaxBackoff, at most MaxAttempts times in a row (a
+// message received resets the count). Zero fields take the defaults: 5 attempts, 100 ms, 2 s.
+type ResumePolicy struct {
+	MaxAttempts    int
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+}
+
+func (p ResumePolicy) maxAttempts() int {
+	if p.MaxAttempts <= 0 {
+		return 5
 	}
-	return &Stream{call: call}, nil
+	return p.MaxAttempts
+}
+
+func (p ResumePolicy) backoff(failures int) time.Duration {
+	pause, limit := p.InitialBackoff, p.MaxBackoff
+	if pause <= 0 {
+		pause = 100 * time.Millisecond
+	}
+	if limit <= 0 {
+		limit = 2 * time.Second
+	}
+	for i := 0; i < failures && pause < limit; i++ {
+		pause *= 2
+	}
+	return min(pause, limit)
+}
+
+// SubscribeOption configures SubscribeRun.
+type SubscribeOption func(*subscribeConfig)
+
+type subscribeConfig struct {
+	resume bool
+	policy ResumePolicy
+}
+
+// WithResume makes SubscribeRun resume by itself, like the Python SDK's subscribe_run(resume=True): after
+// a transport error (IsResumable: connection lost, server restarted) it subscribes again from the last
+// seq it yielded, so the iteration sees no duplicate and no gap. Errors the server reports
+// (ErrRunNotFound, ErrSeqOutOfRange, ...) and the context's end are returned at once.
+func WithResume(policy ResumePolicy) SubscribeOption {
+	return func(c *subscribeConfig) { c.resume, c.policy = true, policy }
+}
+
+// SubscribeRun follows a run from afterSeq: every retained event after it, then live ones, then the
+// terminal message. Resume after a disconnect by subscribing again from the last seq you processed, or
+// pass WithResume to have the stream do it.
+func (c *Client) SubscribeRun(ctx context.Context, runID string, afterSeq uint64, mode pb.StreamingMode, opts ...SubscribeOption) (*Stream, error) {
+	var config subscribeConfig
+	for _, opt := range opts {
+		opt(&config)
+	}
+	open := func(after uint64) (grpc.ServerStreamingClient[pb.Message], error) {
+		return c.stub.SubscribeRun(ctx, &pb.SubscribeRunRequest{RunId: runID, AfterSeq: after, StreamingMode: mode})
+	}
+	s := &Stream{ctx: ctx, policy: config.policy, position: afterSeq}
+	if config.resume {
+		s.reopen = open
+	}
+	call, err := open(afterSeq)
+	if err != nil {
+		if err := s.resubscribe(err); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	s.call = call
+	return s, nil
 }
 
 // GetRun describes a run.

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/agentstream/agentstream/clients/go/agentstreamv1"
 )
 
 // ErrorDomain is the ErrorInfo domain of every error the server reports.
@@ -57,6 +59,7 @@ var (
 	ErrMaxStepsExceeded    = &Error{Code: codes.ResourceExhausted, Reason: "MAX_STEPS_EXCEEDED"}
 	ErrRunTimedOut         = &Error{Code: codes.DeadlineExceeded, Reason: "RUN_TIMED_OUT"}
 	ErrRunCancelled        = &Error{Code: codes.Canceled, Reason: "RUN_CANCELLED"}
+	ErrRunInterrupted      = &Error{Code: codes.Unavailable, Reason: "RUN_INTERRUPTED"}
 	ErrInternal            = &Error{Code: codes.Internal, Reason: "INTERNAL"}
 )
 
@@ -86,6 +89,62 @@ func FromStatus(err error) error {
 		}
 	}
 	return out
+}
+
+// ErrorForTask is the typed error for an in-band failure (a terminal task payload with success=false),
+// for callers who prefer an error to checking GetSuccess: the reason, code and metadata of its error,
+// else by its status (TIMED_OUT: RUN_TIMED_OUT, CANCELLED: RUN_CANCELLED, INTERRUPTED: RUN_INTERRUPTED;
+// otherwise INTERNAL). It returns nil for a successful task.
+func ErrorForTask(task *pb.TaskPayload) error {
+	if task.GetSuccess() {
+		return nil
+	}
+	out := &Error{Message: task.GetMsg(), Metadata: map[string]string{}}
+	if e := task.GetError(); e != nil {
+		out.Reason, out.Code = e.GetReason(), codeFromName(e.GetCode())
+		for k, v := range e.GetMetadata() {
+			out.Metadata[k] = v
+		}
+		return out
+	}
+	row := ErrInternal
+	switch task.GetStatus() {
+	case pb.TaskStatus_TASK_STATUS_TIMED_OUT:
+		row = ErrRunTimedOut
+	case pb.TaskStatus_TASK_STATUS_CANCELLED:
+		row = ErrRunCancelled
+	case pb.TaskStatus_TASK_STATUS_INTERRUPTED:
+		row = ErrRunInterrupted
+	}
+	out.Reason, out.Code = row.Reason, row.Code
+	if out.Message == "" {
+		out.Message = task.GetStatus().String()
+	}
+	return out
+}
+
+// codeFromName is the code for a canonical gRPC code name ("UNAVAILABLE"); Unknown when it is none.
+func codeFromName(name string) codes.Code {
+	var code codes.Code
+	if name == "" || code.UnmarshalJSON([]byte(`"`+name+`"`)) != nil {
+		return codes.Unknown
+	}
+	return code
+}
+
+// IsResumable reports whether err is a failure of the connection rather than an answer of the server: a
+// status without agentstream details and with code UNAVAILABLE, INTERNAL, UNKNOWN or ABORTED (a lost
+// connection, a reset stream, a restarted server). A resuming SubscribeRun subscribes again after these.
+func IsResumable(err error) bool {
+	var typed *Error
+	if !errors.As(FromStatus(err), &typed) || typed.Reason != "" {
+		return false
+	}
+	switch typed.Code {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Aborted:
+		return true
+	}
+	return false
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }

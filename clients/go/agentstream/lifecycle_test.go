@@ -78,3 +78,40 @@ func TestRunLifecycle(t *testing.T) {
 		t.Fatalf("subscribing past the end: %v", err)
 	}
 }
+
+func TestOnDisconnectContinueLetsTheRunGoOnWithoutItsCaller(t *testing.T) {
+	client, err := agentstream.Dial(target(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	callCtx, hangUp := context.WithCancel(ctx)
+	stream, err := client.StreamingRun(callCtx, "bench: tokens=20 rate=100", agentstream.RunOptions{
+		Mode: pb.StreamingMode_STREAMING_MODE_CHUNK, OnDisconnect: pb.OnDisconnect_ON_DISCONNECT_CONTINUE,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := ""
+	for msg, err := range stream.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		runID = msg.GetRunId()
+		break
+	}
+	hangUp()
+	tail, err := client.SubscribeRun(ctx, runID, 0, pb.StreamingMode_STREAMING_MODE_CHUNK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *pb.Message
+	if err := tail.Each(func(m *pb.Message) error { last = m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if status := last.GetTask().GetStatus(); status != pb.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("the run ended %v after its caller hung up, want SUCCEEDED", status)
+	}
+}

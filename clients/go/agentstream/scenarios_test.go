@@ -22,7 +22,12 @@ type scenario struct {
 	Agent             string          `json:"agent"`
 	Mode              json.RawMessage `json:"mode"`
 	CancelAfterChunks int             `json:"cancel_after_chunks"`
-	Expect            struct {
+	Resume            *struct {
+		CutAfterEvents int `json:"cut_after_events"`
+	} `json:"resume"`
+	Terminals []json.RawMessage `json:"terminals"`
+	Expect    struct {
+		Chunks      *int             `json:"chunks"`
 		Categories  []string         `json:"categories"`
 		ChunkText   *string          `json:"chunk_text"`
 		ToolCalls   []map[string]any `json:"tool_calls"`
@@ -94,7 +99,16 @@ func TestScenarios(t *testing.T) {
 	}
 	defer client.Close()
 	for _, s := range loadScenarios(t) {
-		t.Run(s.Name, func(t *testing.T) { runScenario(t, client, s) })
+		t.Run(s.Name, func(t *testing.T) {
+			switch {
+			case s.Resume != nil:
+				runResumeScenario(t, client, s)
+			case s.Terminals != nil:
+				checkTerminalMapping(t, s)
+			default:
+				runScenario(t, client, s)
+			}
+		})
 	}
 }
 

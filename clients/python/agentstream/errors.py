@@ -145,6 +145,12 @@ class RunCancelled(AgentStreamError):
     reason = "RUN_CANCELLED"
 
 
+class RunInterrupted(AgentStreamError):
+    """The replica executing the run died; the run ended with status INTERRUPTED (in-band)."""
+
+    reason = "RUN_INTERRUPTED"
+
+
 class InternalError(AgentStreamError):
     """An unexpected failure inside the server."""
 
@@ -171,6 +177,7 @@ ERRORS_BY_REASON: dict[str, type[AgentStreamError]] = {
         MaxStepsExceeded,
         RunTimedOut,
         RunCancelled,
+        RunInterrupted,
         InternalError,
     )
 }
@@ -255,8 +262,8 @@ def error_for_task(
 
     Pass the terminal TaskMessage's payload (``raise error_for_task(msg.payload)``), or the reason, gRPC
     code name and message of its error. A failed response without an error takes its class from its status
-    (TIMED_OUT: RunTimedOut, CANCELLED: RunCancelled, otherwise InternalError); a successful one is a
-    ValueError.
+    (TIMED_OUT: RunTimedOut, CANCELLED: RunCancelled, INTERRUPTED: RunInterrupted, otherwise
+    InternalError); a successful one is a ValueError.
     """
     if not isinstance(task, TaskResponse):
         cls = ERRORS_BY_REASON.get(task)
@@ -273,4 +280,5 @@ def error_for_task(
 _BY_STATUS: dict[TaskStatus, tuple[type[AgentStreamError], grpc.StatusCode]] = {
     TaskStatus.TIMED_OUT: (RunTimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
     TaskStatus.CANCELLED: (RunCancelled, grpc.StatusCode.CANCELLED),
+    TaskStatus.INTERRUPTED: (RunInterrupted, grpc.StatusCode.UNAVAILABLE),
 }

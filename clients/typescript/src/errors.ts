@@ -2,6 +2,8 @@
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 
+import { TaskStatus, type TaskPayload } from "./gen/agentstream/v1/message_pb.js";
+
 export const ERROR_DOMAIN = "agentstream.dev";
 
 /** A request field at fault (google.rpc.BadRequest). */
@@ -47,6 +49,8 @@ export class RunStoreUnavailableError extends AgentStreamError {}
 export class MaxStepsExceededError extends AgentStreamError {}
 export class RunTimedOutError extends AgentStreamError {}
 export class RunCancelledError extends AgentStreamError {}
+/** The replica executing the run died; its terminal status is INTERRUPTED. */
+export class RunInterruptedError extends AgentStreamError {}
 export class InternalError extends AgentStreamError {}
 /** A failure without agentstream details: unreachable server, aborted call, client deadline. */
 export class TransportError extends AgentStreamError {}
@@ -68,6 +72,7 @@ export const ERRORS_BY_REASON: Record<string, ErrorClass> = {
   MAX_STEPS_EXCEEDED: MaxStepsExceededError,
   RUN_TIMED_OUT: RunTimedOutError,
   RUN_CANCELLED: RunCancelledError,
+  RUN_INTERRUPTED: RunInterruptedError,
   INTERNAL: InternalError,
 };
 
@@ -134,6 +139,44 @@ export function toAgentStreamError(error: unknown): AgentStreamError {
     if (detail.type === "google.rpc.ErrorInfo") info = decodeErrorInfo(detail.value);
     else if (detail.type === "google.rpc.BadRequest") violations.push(...decodeBadRequest(detail.value));
   }
-  const cls = info && info.domain === ERROR_DOMAIN ? (ERRORS_BY_REASON[info.reason] ?? TransportError) : TransportError;
-  return new cls(connectError.rawMessage, connectError.code, info?.reason ?? "", info?.metadata ?? {}, violations);
+  if (!info || info.domain !== ERROR_DOMAIN)
+    return new TransportError(connectError.rawMessage, connectError.code, "", {}, violations);
+  // A reason this SDK does not know yet stays a plain AgentStreamError carrying the server's reason.
+  const cls = Object.hasOwn(ERRORS_BY_REASON, info.reason) ? ERRORS_BY_REASON[info.reason] : AgentStreamError;
+  return new cls(connectError.rawMessage, connectError.code, info.reason, info.metadata, violations);
+}
+
+/** The Code for a canonical gRPC code name ("UNAVAILABLE", "CANCELLED", ...); Unknown when it is none. */
+export function codeFromName(name: string): Code {
+  if (name === "CANCELLED") return Code.Canceled;
+  const key = name
+    .toLowerCase()
+    .split("_")
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join("");
+  const code = (Code as unknown as Record<string, unknown>)[key];
+  return typeof code === "number" && name !== "" ? (code as Code) : Code.Unknown;
+}
+
+const BY_STATUS: Partial<Record<TaskStatus, [ErrorClass, Code, string]>> = {
+  [TaskStatus.TIMED_OUT]: [RunTimedOutError, Code.DeadlineExceeded, "RUN_TIMED_OUT"],
+  [TaskStatus.CANCELLED]: [RunCancelledError, Code.Canceled, "RUN_CANCELLED"],
+  [TaskStatus.INTERRUPTED]: [RunInterruptedError, Code.Unavailable, "RUN_INTERRUPTED"],
+};
+
+/**
+ * The typed error for an in-band failure (a terminal task payload with `success: false`), for callers who
+ * prefer throwing to checking `success`: `throw errorForTask(msg.payload.value)`. The class comes from
+ * `error.reason` (an unknown reason: a plain AgentStreamError carrying it), else from the status
+ * (TIMED_OUT, CANCELLED, INTERRUPTED; otherwise InternalError). A successful payload throws a TypeError.
+ */
+export function errorForTask(task: TaskPayload): AgentStreamError {
+  if (task.success) throw new TypeError("the task succeeded: there is no error for it");
+  if (task.error) {
+    const { reason, code, metadata } = task.error;
+    const cls = Object.hasOwn(ERRORS_BY_REASON, reason) ? ERRORS_BY_REASON[reason] : AgentStreamError;
+    return new cls(task.msg, codeFromName(code), reason, { ...metadata }, []);
+  }
+  const [cls, code, reason] = BY_STATUS[task.status] ?? [InternalError, Code.Internal, "INTERNAL"];
+  return new cls(task.msg || TaskStatus[task.status], code, reason, {}, []);
 }

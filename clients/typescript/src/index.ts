@@ -1,5 +1,5 @@
 /** agentstream TypeScript SDK: stream LLM agent runs over gRPC, typed from the one contract. */
-import { createClient as createConnectClient, type Client as ConnectClient } from "@connectrpc/connect";
+import { Code, createClient as createConnectClient, type Client as ConnectClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 
@@ -11,7 +11,7 @@ import {
   type CancelRunResponse,
   type Run,
 } from "./gen/agentstream/v1/runner_service_pb.js";
-import { toAgentStreamError } from "./errors.js";
+import { toAgentStreamError, TransportError, type AgentStreamError } from "./errors.js";
 
 export * from "./errors.js";
 export * from "./gen/agentstream/v1/message_pb.js";
@@ -20,10 +20,23 @@ export * from "./gen/agentstream/v1/runner_service_pb.js";
 /** The topic of the terminal message, the last message of every stream. */
 export const TASK_RESPONSE_TOPIC = "__task_response";
 
-export interface ClientOptions {
-  /** The server, e.g. "http://127.0.0.1:50051". */
-  baseUrl: string;
-}
+export type { Transport } from "@connectrpc/connect";
+
+/**
+ * Where the client sends its calls: a `baseUrl` (the default gRPC transport of connect-node, HTTP/2), or
+ * any connect-es `transport` (e.g. `createGrpcTransport({...})` with TLS or interceptors,
+ * `createRouterTransport(...)` in tests).
+ */
+export type ClientOptions =
+  | {
+      /** The server, e.g. "http://127.0.0.1:50051". */
+      baseUrl: string;
+      transport?: undefined;
+    }
+  | {
+      transport: Transport;
+      baseUrl?: undefined;
+    };
 
 export interface StreamingRunOptions {
   input: string;
@@ -48,6 +61,38 @@ export interface SubscribeRunOptions {
   afterSeq?: bigint | number;
   streamingMode?: StreamingMode;
   signal?: AbortSignal;
+  /**
+   * Re-subscribe after a transport failure (connection lost, server restart: a TransportError with code
+   * UNAVAILABLE, INTERNAL, UNKNOWN or ABORTED) from the last seq yielded, so the loop sees no duplicate
+   * and no gap. Errors the server reports (RunNotFoundError, SeqOutOfRangeError, ...) and aborting
+   * `signal` end the iteration at once.
+   */
+  resume?: boolean;
+  /** Consecutive failed attempts before the last error is thrown (default 5); a message resets the count. */
+  maxAttempts?: number;
+  /** First pause before re-subscribing, doubled after each failure (default 100 ms). */
+  initialBackoffMs?: number;
+  /** Longest pause between attempts (default 2000 ms). */
+  maxBackoffMs?: number;
+}
+
+const RESUMABLE_CODES = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.Aborted]);
+
+/** True for a failure of the connection rather than an answer of the server: worth subscribing again. */
+export function isResumable(error: AgentStreamError): boolean {
+  return error instanceof TransportError && RESUMABLE_CODES.has(error.code);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }
 
 /** An agentstream client; every method throws typed AgentStreamError subclasses. */
@@ -80,9 +125,10 @@ async function call<T>(promise: Promise<T>): Promise<T> {
   }
 }
 
-/** Create a client over the gRPC protocol (HTTP/2). */
-export function createClient({ baseUrl }: ClientOptions): AgentStreamClient {
-  const raw = createConnectClient(RunnerService, createGrpcTransport({ baseUrl }));
+/** Create a client over the gRPC protocol (HTTP/2) to `baseUrl`, or over a caller-supplied `transport`. */
+export function createClient(options: ClientOptions): AgentStreamClient {
+  const transport = options.transport ?? createGrpcTransport({ baseUrl: options.baseUrl });
+  const raw = createConnectClient(RunnerService, transport);
   return {
     raw,
     streamingRun(o) {
@@ -103,13 +149,32 @@ export function createClient({ baseUrl }: ClientOptions): AgentStreamClient {
         ),
       );
     },
-    subscribeRun(o) {
-      return typed(
-        raw.subscribeRun(
-          { runId: o.runId, afterSeq: BigInt(o.afterSeq ?? 0), streamingMode: o.streamingMode ?? StreamingMode.CORE },
+    async *subscribeRun(o) {
+      const maxAttempts = o.maxAttempts ?? 5;
+      const initialBackoffMs = o.initialBackoffMs ?? 100;
+      const maxBackoffMs = o.maxBackoffMs ?? 2000;
+      let position = BigInt(o.afterSeq ?? 0);
+      let failures = 0;
+      for (;;) {
+        const stream = raw.subscribeRun(
+          { runId: o.runId, afterSeq: position, streamingMode: o.streamingMode ?? StreamingMode.CORE },
           { signal: o.signal },
-        ),
-      );
+        );
+        try {
+          for await (const message of stream) {
+            failures = 0;
+            position = message.seq;
+            yield message;
+          }
+          return;
+        } catch (error) {
+          const typedError = toAgentStreamError(error);
+          if (!o.resume || o.signal?.aborted || !isResumable(typedError) || failures >= maxAttempts) throw typedError;
+          await sleep(Math.min(maxBackoffMs, initialBackoffMs * 2 ** failures), o.signal);
+          failures++;
+          if (o.signal?.aborted) throw typedError;
+        }
+      }
     },
     async startRun(o) {
       const response = await call(

@@ -4,15 +4,21 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+
 import {
   AgentStreamError,
   AgentNotFoundError,
   createClient,
+  ERRORS_BY_REASON,
+  errorForTask,
+  MessageSchema,
   StreamingMode,
   TASK_RESPONSE_TOPIC,
   TaskStatus,
   type Message,
 } from "../src/index.js";
+import { startProxy } from "./cutting-proxy.js";
 
 const target = process.env.AGENTSTREAM_TARGET;
 if (!target) throw new Error("AGENTSTREAM_TARGET is not set: run these tests with `make interop`");
@@ -31,6 +37,8 @@ const statusName = (s: TaskStatus) => TaskStatus[s];
 
 for (const s of scenarios) {
   test(`scenario ${s.name}`, async () => {
+    if (s.resume) return runResumeScenario(s);
+    if (s.terminals) return checkTerminalMapping(s);
     const expect = s.expect;
     const controller = new AbortController();
     const stream = client.streamingRun({
@@ -87,16 +95,66 @@ for (const s of scenarios) {
       );
       assert.deepEqual(results, expect.tool_results);
     }
-    const last = messages.at(-1)!;
-    assert.equal(last.topic, TASK_RESPONSE_TOPIC);
-    assert.equal(last.payload.case, "task");
-    if (last.payload.case === "task") {
-      assert.equal(statusName(last.payload.value.status), expect.terminal.status);
-      assert.equal(last.payload.value.success, expect.terminal.success);
-      if (expect.terminal.answer !== undefined) assert.equal(last.payload.value.answer, expect.terminal.answer);
-    }
-    for (let i = 1; i < messages.length; i++) assert.ok(messages[i].seq > messages[i - 1].seq, "seq must increase");
+    checkTerminal(messages, expect);
   });
+}
+
+type Scenario = any;
+
+function checkTerminal(messages: Message[], expect: Scenario) {
+  const last = messages.at(-1)!;
+  assert.equal(last.topic, TASK_RESPONSE_TOPIC);
+  assert.equal(last.payload.case, "task");
+  if (last.payload.case === "task") {
+    assert.equal(statusName(last.payload.value.status), expect.terminal.status);
+    assert.equal(last.payload.value.success, expect.terminal.success);
+    if (expect.terminal.answer !== undefined) assert.equal(last.payload.value.answer, expect.terminal.answer);
+  }
+  for (let i = 1; i < messages.length; i++) assert.ok(messages[i].seq > messages[i - 1].seq, "seq must increase");
+}
+
+/** Subscribe with resume through a proxy and cut it mid-run: every event exactly once. */
+async function runResumeScenario(s: Scenario) {
+  const proxy = await startProxy(target!);
+  try {
+    const proxied = createClient({ baseUrl: `http://${proxy.address}` });
+    const runId = await client.startRun({ input: s.input, agent: s.agent });
+    const messages: Message[] = [];
+    for await (const msg of proxied.subscribeRun({ runId, streamingMode: modeOf(s.mode), resume: true })) {
+      messages.push(msg);
+      if (messages.length === s.resume.cut_after_events) {
+        proxy.cut();
+        assert.equal((await client.getRun(runId)).status, TaskStatus.RUNNING, "the run ended before the cut");
+      }
+    }
+    assert.ok(proxy.connections() >= 2, "the SDK did not re-subscribe");
+    assert.deepEqual(
+      messages.map((m) => Number(m.seq)),
+      messages.map((_, i) => i + 1),
+      "duplicate or gap",
+    );
+    assert.equal(messages.filter((m) => m.payload.case === "chunk").length, s.expect.chunks);
+    assert.equal((await client.getRun(runId)).lastSeq, messages.at(-1)!.seq);
+    checkTerminal(messages, s.expect);
+  } finally {
+    await proxy.close();
+  }
+}
+
+/** Each terminal message of the scenario decodes and maps (errorForTask) to the typed error of its reason. */
+function checkTerminalMapping(s: Scenario) {
+  for (const raw of s.terminals as JsonValue[]) {
+    const msg = fromJson(MessageSchema, raw);
+    assert.equal(msg.topic, TASK_RESPONSE_TOPIC);
+    assert.equal(msg.payload.case, "task");
+    if (msg.payload.case !== "task") return;
+    assert.equal(statusName(msg.payload.value.status), s.expect.terminal.status);
+    assert.equal(msg.payload.value.success, s.expect.terminal.success);
+    const error = errorForTask(msg.payload.value);
+    assert.equal(error.constructor, ERRORS_BY_REASON[s.expect.error.reason]);
+    assert.equal(error.codeName, s.expect.error.code);
+    assert.equal(error.reason, s.expect.error.reason);
+  }
 }
 
 test("unknown agent lists the known ones", async () => {
