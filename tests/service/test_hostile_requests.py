@@ -13,6 +13,7 @@ from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from agentstream_server.config import Settings
+from agentstream_server.store.memory import MemoryStore
 from agentstream_server.transport.server import RunningServer, start_server
 from tests.conftest import StartServer
 from tests.service.helpers import collect, error_details, request, terminal_of
@@ -133,6 +134,13 @@ async def test_regression_concurrent_starts_never_exceed_the_run_limit(
             await stub.CancelRun(rpb.CancelRunRequest(run_id=started.run_id))
 
 
+def kept(server: RunningServer, run_id: str) -> bool:
+    """True while the (memory) store still holds the run."""
+    store = server.store
+    assert isinstance(store, MemoryStore)
+    return store.holds_run(run_id)
+
+
 async def test_regression_finished_runs_expire_on_a_timer_without_new_starts(
     fake_llm: FakeLLM, start: StartServer
 ) -> None:
@@ -142,13 +150,13 @@ async def test_regression_finished_runs_expire_on_a_timer_without_new_starts(
         stub = rpb_grpc.RunnerServiceStub(channel)
         messages = await collect(stub, request(run_id="expiring"))
         assert terminal_of(messages).success
-        assert server.runs.get("expiring") is not None
+        assert kept(server, "expiring")
         for _ in range(100):
-            if server.runs.get("expiring") is None:
+            if not kept(server, "expiring"):
                 break
             await asyncio.sleep(0.05)
-        assert server.runs.get("expiring") is None
-        assert server.runs.finished_runs == 0
+        assert not kept(server, "expiring")
+        assert server.store.finished_runs == 0
         await expect_status(stub.GetRun(rpb.GetRunRequest(run_id="expiring")), grpc.StatusCode.NOT_FOUND)
 
 
@@ -160,8 +168,8 @@ async def test_regression_finished_runs_are_capped_by_count(fake_llm: FakeLLM, s
         for i in range(4):
             await collect(stub, request(run_id=f"run-{i}"))
         await asyncio.sleep(0)  # the done callback of the last run
-        assert [server.runs.get(f"run-{i}") is not None for i in range(4)] == [False, False, True, True]
-        assert server.runs.finished_runs == 2
+        assert [kept(server, f"run-{i}") for i in range(4)] == [False, False, True, True]
+        assert server.store.finished_runs == 2
 
 
 async def test_regression_finished_runs_with_large_inputs_are_capped_by_bytes(
@@ -174,9 +182,9 @@ async def test_regression_finished_runs_with_large_inputs_are_capped_by_bytes(
         for i in range(6):
             await collect(stub, request("x" * 1_000_000, run_id=f"big-{i}"))
         await asyncio.sleep(0)
-        kept = [i for i in range(6) if server.runs.get(f"big-{i}") is not None]
-        assert kept and kept == list(range(6 - len(kept), 6)) and len(kept) < 3  # the newest, at most 3 MB of inputs
-        assert 0 < server.runs.finished_bytes <= 3 * 1024 * 1024
+        held = [i for i in range(6) if kept(server, f"big-{i}")]
+        assert held and held == list(range(6 - len(held), 6)) and len(held) < 3  # the newest, at most 3 MB of inputs
+        assert 0 < server.store.finished_bytes <= 3 * 1024 * 1024
 
 
 async def test_regression_a_second_server_on_the_same_port_fails_to_start(server: RunningServer) -> None:

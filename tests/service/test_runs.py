@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from agentstream_server.config import Settings
 from agentstream_server.errors import AgentNotFound, RunAlreadyExists, ServerDraining, TooManyRuns
 from agentstream_server.runs.manager import RunLimits, RunManager
 from agentstream_server.runs.modes import Mode
+from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import default_agents
 from agentstream_server.runtime.demo import DemoChatModel
 from agentstream_server.runtime.events import TaskFinished, TaskStatus
-from agentstream_server.transport.validation import ValidRunRequest
+from agentstream_server.store.memory import MemoryStore
 
 
 def manager(max_runs: int = 10) -> RunManager:
     catalog = default_agents()
     demo = DemoChatModel(token_delay_s=0.01)
-    return RunManager(catalog.agents, catalog.default, lambda agent: demo, RunLimits(max_runs, 60.0, 300.0))
+    limits = RunLimits.from_settings(Settings(max_concurrent_runs=max_runs, run_timeout_s=60.0))
+    return RunManager(catalog.agents, catalog.default, lambda agent: demo, limits, MemoryStore())
 
 
 def request(run_id: str = "", agent: str = "") -> ValidRunRequest:
@@ -26,9 +29,7 @@ def request(run_id: str = "", agent: str = "") -> ValidRunRequest:
 
 
 async def terminals(runs: RunManager, run_id: str) -> list[TaskFinished]:
-    run = runs.get(run_id)
-    assert run is not None
-    return [r.event async for r in run.log.follow() if isinstance(r.event, TaskFinished)]
+    return [r.event async for r in await runs.subscribe(run_id, 0) if isinstance(r.event, TaskFinished)]
 
 
 async def test_a_run_cancelled_before_its_first_step_still_ends_with_one_terminal_event() -> None:

@@ -69,6 +69,10 @@ class MemoryStore:
         """Roughly how much memory the kept finished runs hold."""
         return self._finished_bytes
 
+    def holds_run(self, run_id: str) -> bool:
+        """True while the store holds the run (live, or finished and not yet forgotten)."""
+        return run_id in self._entries
+
     async def claim(self, run: NewRun) -> None:
         """Reserve the run id; RunAlreadyExists if this process knows it (live or kept)."""
         if run.run_id in self._entries:
