@@ -35,6 +35,7 @@ class Settings:
     lease_s: float = 10.0
     chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
+    tool_threads: int = 32
 
     def __post_init__(self) -> None:
         if self.store != "memory" and not self.store.startswith(("redis://", "rediss://", "unix://")):
@@ -121,5 +122,6 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_LEASE": ("lease_s", _positive_float),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
+    "AGENTSTREAM_TOOL_THREADS": ("tool_threads", _positive_int),
 }
 """Environment variable -> (settings field, parser)."""

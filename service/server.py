@@ -18,6 +18,7 @@ from service.redis_store import RedisStore
 from service.runs import RunLimits, RunManager
 from service.runtime.agents import AgentCatalog, default_agents, load_agents
 from service.runtime.provider import ModelProvider
+from service.runtime.tool_threads import TOOL_THREADS
 from service.servicer import RunnerServicer
 
 logger = logging.getLogger("agentstream.server")
@@ -62,6 +63,7 @@ def load_catalog(settings: Settings) -> AgentCatalog:
 async def start_server(settings: Settings) -> RunningServer:
     """Start a server on settings.host:settings.port (port 0 picks a free one) and return it running."""
     catalog = load_catalog(settings)
+    TOOL_THREADS.max_workers = settings.tool_threads
     store = None
     if settings.store != "memory":
         store = RedisStore(
