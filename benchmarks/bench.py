@@ -1,4 +1,4 @@
-"""agentstream benchmarks: eight figures, each printed beside a baseline measured in the same run.
+"""agentstream benchmarks: nine figures, each printed beside a baseline measured in the same run.
 
 Run with ``make bench`` (full sizes) or ``make bench-quick`` (tiny sizes, a smoke run). The scripted LLM
 (``tests.support.fakellm``) and the agentstream server each run in their own process, as in production;
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import grpc
 import openai
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentstream import ChunkMessage, Client, StreamingMode, TaskMessage
 from agentstream.v1 import message_pb2 as pb
@@ -44,10 +45,11 @@ class Sizes:
     rate: float
     slow_tokens: int
     slow_pause_s: float
+    health_checks: int
 
 
-FULL = Sizes(50_000, 50_000, 3, 200, (10, 100, 500, 1000), 30, 10.0, 1_000_000, 10.0)
-QUICK = Sizes(2_000, 2_000, 1, 10, (5, 20), 5, 20.0, 20_000, 1.0)
+FULL = Sizes(50_000, 50_000, 3, 200, (10, 100, 500, 1000), 30, 10.0, 1_000_000, 10.0, 2_000)
+QUICK = Sizes(2_000, 2_000, 1, 10, (5, 20), 5, 20.0, 20_000, 1.0, 100)
 
 
 def table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
@@ -373,10 +375,56 @@ async def redis_versus_memory(llm_url: str, sizes: Sizes) -> None:
     )  # fmt: skip
 
 
+async def health_latencies(check: grpc.aio.UnaryUnaryMultiCallable, count: int) -> list[float]:  # type: ignore[type-arg]
+    """Round trips of `count` sequential grpc.health.v1 Check calls, ms: mostly time queued behind the event loop."""
+    latencies = []
+    for _ in range(count):
+        start = time.perf_counter()
+        await check(health_pb2.HealthCheckRequest(service=""))
+        latencies.append((time.perf_counter() - start) * 1e3)
+    return latencies
+
+
+async def hostile_input(sizes: Sizes) -> None:
+    """(9) Event-loop lag seen by health checks while 1 MiB hostile prompts run back to back on the demo model."""
+    env = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "", "AGENTSTREAM_DEMO_TOKEN_DELAY": "0"}  # offline: the demo model
+    serve = ("agentstream_server", "serve", "--port", "0", "--grace", "1")
+    async with (
+        process(*serve, ready=r"listening on (\S+)", env=env) as (_, target),
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        check = health_pb2_grpc.HealthStub(channel).Check
+        await health_latencies(check, 10)  # warm up
+        idle = await health_latencies(check, sizes.health_checks)
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.hostile_load", target, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+        )  # its own process: this one's event loop stays free to time the checks
+        assert load.stdout is not None
+        try:
+            assert (await load.stdout.readline()).strip() == b"busy", "the hostile load did not start"
+            busy = await health_latencies(check, sizes.health_checks)
+        finally:
+            load.terminate()
+            tally = (await load.stdout.read()).decode().strip()
+            await load.wait()
+    table(
+        f"9. Hostile input: {sizes.health_checks} health checks while 3 streams of 1 MiB prompts run back to back "
+        f"({tally or 'no tally'})",
+        [
+            ("health check p50", f"{percentile(busy, 50):.2f} ms", f"{percentile(idle, 50):.2f} ms idle server",
+             f"+{percentile(busy, 50) - percentile(idle, 50):.2f} ms"),
+            ("health check p99 (event-loop lag)", f"{percentile(busy, 99):.2f} ms",
+             f"{percentile(idle, 99):.2f} ms idle server", f"+{percentile(busy, 99) - percentile(idle, 99):.2f} ms"),
+            ("health check max", f"{max(busy):.2f} ms", f"{max(idle):.2f} ms idle server",
+             f"+{max(busy) - max(idle):.2f} ms"),
+        ],
+    )  # fmt: skip
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated figure numbers to run")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="comma-separated figure numbers to run")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     only = set(args.only.split(","))
@@ -402,8 +450,10 @@ async def main() -> None:
                     await slow_consumer(client, server_pid, sizes)
         if "8" in only:
             await redis_versus_memory(llm_url, sizes)
-    if len(only) == 8:
-        print("\nall 8 figures printed")
+    if "9" in only:
+        await hostile_input(sizes)
+    if len(only) == 9:
+        print("\nall 9 figures printed")
 
 
 if __name__ == "__main__":

@@ -103,3 +103,11 @@ async def test_attach_replays_a_run_and_cancel_stops_one(fake_llm: FakeLLM, serv
         code, _, err = await cli("cancel", "ghost", "--target", target)
         assert code == 2
         assert "RUN_NOT_FOUND" in err
+
+
+async def test_the_agents_option_says_the_file_is_trusted_code() -> None:
+    code, out, _ = await cli("serve", "--help")
+    assert code == 0
+    assert "Trusted configuration: its tool import paths are imported and run." in " ".join(
+        line.strip("│ ") for line in out.splitlines()
+    )

@@ -15,7 +15,14 @@ import typer
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one [default: 50051].")] = None,
-    agents: Annotated[Path | None, typer.Option(help="Agents TOML file.", exists=True, dir_okay=False)] = None,
+    agents: Annotated[
+        Path | None,
+        typer.Option(
+            help="Agents TOML file. Trusted configuration: its tool import paths are imported and run.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     grace: Annotated[float | None, typer.Option(help="Seconds live runs get on shutdown [default: 10].")] = None,
     store: Annotated[
         str | None, typer.Option(help="Run store: 'memory' or redis://HOST:PORT/DB [default: $AGENTSTREAM_STORE].")

@@ -48,6 +48,7 @@ class Settings:
     max_connection_age_s: float = 3600.0
     max_connection_age_grace_s: float = 900.0
     reuse_port: bool = False
+    tool_threads: int = 32
 
     def __post_init__(self) -> None:
         if self.store != "memory" and not self.store.startswith(("redis://", "rediss://", "unix://")):
@@ -154,5 +155,6 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_CONNECTION_AGE": ("max_connection_age_s", _positive_float),
     "AGENTSTREAM_MAX_CONNECTION_AGE_GRACE": ("max_connection_age_grace_s", _non_negative_float),
     "AGENTSTREAM_REUSE_PORT": ("reuse_port", _boolean),
+    "AGENTSTREAM_TOOL_THREADS": ("tool_threads", _positive_int),
 }
 """Environment variable -> (settings field, parser)."""

@@ -8,6 +8,7 @@ import pytest
 
 from agentstream_server.runtime.agents import (
     DEFAULT_AGENT_NAME,
+    DEFAULT_TOOL_TIMEOUT_S,
     AgentConfigError,
     AgentSpec,
     default_agents,
@@ -132,3 +133,47 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"[agents.a]\ninstructions = '\xff'\n")
     with pytest.raises(AgentConfigError, match="is not UTF-8 text"):
         load_agents(path)
+
+
+def test_tool_timeouts_default_to_a_minute_and_are_set_per_agent_and_per_tool(tmp_path: Path) -> None:
+    catalog = load_agents(
+        write(
+            tmp_path,
+            """
+[agents.a]
+tools = ["calculator", "current_time", "tests.runtime.helper_tools:lookup"]
+tool_timeout = 5
+[agents.a.tool_timeouts]
+lookup = 0.5
+[agents.b]
+tools = ["calculator"]
+""",
+        )
+    )
+    a, b = catalog.agents["a"], catalog.agents["b"]
+    assert (a.timeout_for("calculator"), a.timeout_for("lookup"), a.timeout_for("anything")) == (5.0, 0.5, 5.0)
+    assert b.timeout_for("calculator") == DEFAULT_TOOL_TIMEOUT_S == 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[agents.a]\ntool_timeout = 0", "tool_timeout must be a positive number of seconds, got 0"),
+        ("[agents.a]\ntool_timeout = -1.5", "tool_timeout must be a positive number of seconds"),
+        ("[agents.a]\ntool_timeout = 'slow'", "tool_timeout must be a positive number of seconds"),
+        ("[agents.a]\ntool_timeout = true", "tool_timeout must be a positive number of seconds"),
+        ("[agents.a]\ntool_timeout = inf", "tool_timeout must be a positive number of seconds, got inf"),
+        ("[agents.a]\ntool_timeouts = 5", "tool_timeouts must be of type dict"),
+        (
+            "[agents.a]\ntools = ['calculator']\n[agents.a.tool_timeouts]\nlookup = 1",
+            r"tool_timeouts names 'lookup', which is not one of its tools: \['calculator'\]",
+        ),
+        (
+            "[agents.a]\ntools = ['calculator']\n[agents.a.tool_timeouts]\ncalculator = 0",
+            "tool_timeouts.calculator must be a positive number of seconds",
+        ),
+    ],
+)
+def test_tool_timeout_errors_say_where_and_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(AgentConfigError, match=message):
+        load_agents(write(tmp_path, text))

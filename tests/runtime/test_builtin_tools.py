@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 import datetime
+import math
+import operator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS, calculator, current_time
+from agentstream_server.runtime import builtin_tools
+from agentstream_server.runtime.builtin_tools import (
+    BUILTIN_TOOLS,
+    MAX_EXPONENT,
+    MAX_MAGNITUDE,
+    calculator,
+    current_time,
+)
 from agentstream_server.runtime.tools import ToolArgumentsError
 
 
@@ -91,7 +101,8 @@ def test_calculator_operators(expression: str, result: str) -> None:
         ("1e400", "too large"),
         ("1e308 * 10", "too large"),
         ("(-8) ** 0.5", "not a real number"),
-        ("-" * 501 + "1", "nested too deeply"),
+        ("9" * 102, "a number has 102 digits; the limit is 101"),
+        ("0." + "0" * 101 + "1", "a number has 103 digits"),
         ("1 + " * 300 + "1", "longer than 1000 characters"),
     ],
 )
@@ -102,6 +113,49 @@ def test_calculator_rejects_anything_but_bounded_arithmetic(expression: str, mes
 
 def test_a_flat_sum_as_long_as_allowed_is_not_too_deep() -> None:
     assert calculator("1+" * 499 + "1") == "500"
+
+
+def test_regression_huge_literal_to_the_1000th_is_rejected_without_computing_it() -> None:
+    with pytest.raises(ValueError, match="a number has 993 digits; the limit is 101"):
+        calculator("9" * 993 + "**1000")
+
+
+def test_regression_pow_never_computes_a_result_over_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: list[tuple[float, float]] = []
+
+    def recording_pow(left: float, right: float) -> float:
+        computed.append((left, right))
+        return operator.pow(left, right)
+
+    monkeypatch.setitem(builtin_tools._BINARY, ast.Pow, recording_pow)
+    for expression in ["(10 ** 100) ** 1000", "(9 ** 99) ** 999", "1.5 ** 1000", "(-(10 ** 50)) ** 3"]:
+        with pytest.raises(ValueError, match="too large"):
+            calculator(expression)
+    assert computed == [(10, 100), (9, 99), (10, 50)]
+
+
+@given(st.integers(min_value=-(10**4), max_value=10**4), st.integers(min_value=0, max_value=MAX_EXPONENT))
+def test_pow_agrees_with_python_up_to_the_magnitude_limit(base: int, exponent: int) -> None:
+    expression = f"({base}) ** {exponent}"
+    if abs(base) > 1 and exponent * math.log10(abs(base)) > 110:  # far over: do not make the oracle compute it
+        expected = None
+    else:
+        value = base**exponent
+        expected = str(value) if abs(value) <= MAX_MAGNITUDE else None
+    if expected is None:
+        with pytest.raises(ValueError, match="too large"):
+            calculator(expression)
+    else:
+        assert calculator(expression) == expected
+
+
+def test_regression_deep_unary_minus_is_evaluated_without_recursion() -> None:
+    assert calculator("-" * 998 + "1") == "1"
+    assert calculator("-" * 997 + "1") == "-1"
+    tree: ast.expr = ast.Constant(value=7)
+    for _ in range(100_000):  # far deeper than Python's recursion limit: only an explicit stack gets through
+        tree = ast.UnaryOp(op=ast.USub(), operand=tree)
+    assert builtin_tools._evaluate(tree, "") == 7
 
 
 def test_current_time_is_iso_8601_in_the_zone() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agentstream_server.runtime import demo
 from agentstream_server.runtime.agents import AgentSpec, default_agents
 from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS
 from agentstream_server.runtime.demo import DEMO_LABEL, DemoChatModel
@@ -118,3 +119,77 @@ async def test_other_prompts_stream_an_answer_token_by_token() -> None:
     assert len(chunks) > 10
     assert "Tell me about gRPC" in "".join(chunks)
     assert events[-1] == Output(content="".join(chunks), agent_name="plain")
+
+
+HOSTILE_PROMPTS = [
+    "x " + "1" * 1_000_000,  # stalled the event loop ~7 s at 10,000 digits with the backtracking regex
+    "1+" * 500_000,  # 500,000 terms: RecursionError from ast.parse before
+    "(" * 1_000_000 + "1",
+    "-" * 1_000_000 + "1 + 1",
+    "(1+" * 300_000,
+    "1.1." * 250_000,
+]
+
+
+@pytest.mark.parametrize("prompt", HOSTILE_PROMPTS, ids=lambda p: f"{p[:6]!r}x{len(p)}")
+def test_regression_digit_run_prompt_does_not_block_the_event_loop(
+    prompt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan reads a bounded prefix, and reads each of its tokens a bounded number of times."""
+    tokenized: list[int] = []
+    tokens_read: list[int] = []
+    real_tokens, real_scan = demo._tokens, demo._scan
+
+    def counting_tokens(text: str) -> list[tuple[int, int, int]]:
+        tokenized.append(len(text))
+        found = real_tokens(text)
+        tokenized.append(len(found))
+        return found
+
+    def counting_scan(tokens: list[tuple[int, int, int]], i: int, stop: int) -> tuple[int, int, bool, int]:
+        result = real_scan(tokens, i, stop)
+        tokens_read.append(result[3] - i + 1)
+        return result
+
+    monkeypatch.setattr(demo, "_tokens", counting_tokens)
+    monkeypatch.setattr(demo, "_scan", counting_scan)
+    expression = demo._expression(prompt)
+    text_length, token_count = tokenized
+    assert text_length == demo.SCAN_CHARS < len(prompt)
+    assert sum(tokens_read) <= 3 * token_count
+    assert expression is None or len(expression) <= demo.SCAN_CHARS
+
+
+def test_arithmetic_past_the_scanned_prefix_is_not_looked_for() -> None:
+    filler = "words " * (demo.SCAN_CHARS // 6 + 1)
+    assert demo._expression("2 + 3 " + filler) == "2 + 3"
+    assert demo._expression(filler + "2 + 3") is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expression"),
+    [
+        ("What is 12 * (3 + 4)?", "12 * (3 + 4)"),
+        ("(what is 2+3)", "2+3"),
+        ("((2 + 3 is what?", "2 + 3"),
+        ("What is (1 + 2) * (3?", None),
+        ("Between 7 - 3 5 apples", "7 - 3"),
+        ("x 7 ) 1 + 2", "1 + 2"),
+        ("1 + * 2 + 3", "2 + 3"),
+        ("1 + 2 + ?", "1 + 2"),
+        ("2 ** -1 and -(4) // 3", "2 ** -1"),
+        ("(-2) ** 2 % 5", "(-2) ** 2 % 5"),
+        ("07 + 1", None),  # Python rejects leading zeros: no calculator call for it
+        ("-" * 2000 + "1 + 1", None),  # the arithmetic starts past SCAN_CHARS
+        ("7 apples", None),
+    ],
+)
+def test_the_expression_scanner_finds_the_first_well_formed_arithmetic(prompt: str, expression: str | None) -> None:
+    assert demo._expression(prompt) == expression
+
+
+async def test_a_long_prompt_gets_an_answer_about_its_first_words_only() -> None:
+    deltas = await turn([user("Tell me about gRPC " + "a" * 1_000_000)], [])
+    text = text_of(deltas)
+    assert "You asked about: Tell me about gRPC" in text
+    assert len(text) < demo.SCAN_CHARS + 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
@@ -394,3 +395,54 @@ async def test_closing_a_coalesced_run_mid_stream_closes_it_without_an_exception
             if isinstance(event, Chunk):
                 break
     assert model.closed == 1
+
+
+async def test_regression_a_tool_that_never_returns_times_out_and_the_run_goes_on() -> None:
+    release = threading.Event()
+
+    def stuck(label: str) -> str:
+        """Blocks its thread until the test ends."""
+        release.wait()
+        return label
+
+    async def stuck_async() -> str:
+        """Never returns."""
+        await asyncio.Event().wait()
+        return "never"
+
+    spec = AgentSpec(
+        name="a",
+        instructions="",
+        tools=(tool_from_function(stuck), tool_from_function(stuck_async), tool_from_function(add)),
+        tool_timeout_s=0.1,
+        tool_timeouts={"stuck_async": 0.2},
+    )
+    model = ScriptedModel(
+        [
+            *tool_call(0, "stuck", '{"label": "x"}', "c1"),
+            *tool_call(1, "stuck_async", "{}", "c2"),
+            *tool_call(2, "add", '{"a": 1, "b": 2}', "c3"),
+        ],
+        [TextDelta("two tools did not finish")],
+    )
+    try:
+        events = await asyncio.wait_for(collect(model, spec), 10)
+    finally:
+        release.set()
+    results = {e.tool_call_id: e for e in events if isinstance(e, ToolResult)}
+    assert (results["c1"].is_error, results["c1"].content) == (True, "tool stuck did not finish within 0.1 s")
+    assert (results["c2"].is_error, results["c2"].content) == (True, "tool stuck_async did not finish within 0.2 s")
+    assert (results["c3"].is_error, results["c3"].content) == (False, "3")
+    assert [m["content"] for m in model.sent[1][-3:]] == [results[c].content for c in ("c1", "c2", "c3")]
+    assert events[-1] == Output(content="two tools did not finish", agent_name="a")
+
+
+async def test_a_timeout_error_raised_by_a_tool_itself_is_reported_as_its_own_error() -> None:
+    async def gives_up() -> str:
+        """Raises TimeoutError before its deadline."""
+        raise TimeoutError("upstream took too long")
+
+    spec = AgentSpec(name="a", instructions="", tools=(tool_from_function(gives_up),), tool_timeout_s=30)
+    events = await collect(ScriptedModel(tool_call(0, "gives_up", "{}", "c1"), [TextDelta("ok")]), spec)
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert (result.is_error, result.content) == (True, "TimeoutError: upstream took too long")

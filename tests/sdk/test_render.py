@@ -7,11 +7,11 @@ import json
 import pytest
 
 from agentstream import Message, ToolResultMessage
-from agentstream.cli.render import Line, render, to_json
+from agentstream.cli.render import Line, render, terminal_safe, to_json
 from agentstream.cli.run import stream_run
 from agentstream.messages import from_proto
 from agentstream.v1 import message_pb2 as pb
-from tests.sdk import ScriptedRunner, calculator_run, rich_status, scripted_server, terminal, wire
+from tests.sdk import ScriptedRunner, action, calculator_run, rich_status, scripted_server, terminal, wire
 
 CORE_OUTPUT = """\
 Let me check.
@@ -155,3 +155,52 @@ async def test_an_error_status_exits_two_with_code_reason_and_message_on_stderr(
     assert await run_cli(ScriptedRunner(abort=status)) == 2
     out, err = capsys.readouterr()
     assert (out, err) == ("", "error: NOT_FOUND AGENT_NOT_FOUND: no agent 'ghost'\n")
+
+
+HOSTILE_TEXT = "\x1b[2J\x1b]0;pwned\x07red\x1b[31m\x9b31m\rX\x08\x00\x7f\x1bP+q\x1b\\ ok\tend\n"
+"""Clear screen, set the window title, a colour (7- and 8-bit CSI), carriage return, backspace, NUL, DEL, DCS."""
+
+
+def test_terminal_safe_strips_escape_sequences_and_controls_but_keeps_newlines_and_tabs() -> None:
+    assert terminal_safe(HOSTILE_TEXT) == "red31mX ok\tend\n"
+    assert terminal_safe("plain ünïcødé → ✔") == "plain ünïcødé → ✔"
+    assert terminal_safe("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\") == "link"  # OSC 8 hyperlinks
+    assert terminal_safe("\x1b]0;unterminated title") == ""
+
+
+def test_regression_cli_does_not_print_model_supplied_escape_codes() -> None:
+    stream = [
+        wire(1, "chunk", "chunk", chunk=pb.ChunkPayload(content=HOSTILE_TEXT, model="m", agent_name="a")),
+        wire(2, "tool", "tool_call", tool=pb.ToolCallPayload(actions=[action("calc\x1b[8m", "c1", {"x": "\x9b2J"})])),
+        wire(
+            3,
+            "tool",
+            "tool_result",
+            tool_result=pb.ToolResultPayload(
+                tool_call_id="c1",
+                tool_name="calc",
+                content=HOSTILE_TEXT,
+                is_error=False,
+            ),
+        ),
+        terminal(4, success=False, msg=HOSTILE_TEXT, error=pb.TaskError(reason="X\x1b[1m", code="UNKNOWN")),
+    ]
+    lines = [line for m in stream for line in render(from_proto(m), show_steps=True)]
+    assert len(lines) == 4
+    for line in lines:
+        assert not set(line.text) & {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]} - {"\n", "\t"}, line
+
+
+def test_regression_json_lines_escape_every_control_character_and_round_trip() -> None:
+    message = from_proto(wire(1, "chunk", "chunk", chunk=pb.ChunkPayload(content=HOSTILE_TEXT, model="m")))
+    line = to_json(message)
+    assert line.isprintable()
+    assert json.loads(line)["payload"]["content"] == HOSTILE_TEXT
+
+
+async def test_regression_error_status_message_is_printed_without_escape_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = rich_status("NOT_FOUND", "no agent \x1b]0;title\x07'ghost'\x1b[2J", reason="AGENT_NOT_FOUND")
+    assert await run_cli(ScriptedRunner(abort=status)) == 2
+    assert capsys.readouterr().err == "error: NOT_FOUND AGENT_NOT_FOUND: no agent 'ghost'\n"

@@ -14,6 +14,7 @@ def test_defaults_are_offline_with_documented_limits() -> None:
     assert settings.offline
     assert settings.max_input_bytes == 1024 * 1024
     assert settings.shutdown_grace_s == 10.0
+    assert settings.tool_threads == 32
 
 
 def test_environment_values_are_parsed() -> None:
@@ -23,17 +24,24 @@ def test_environment_values_are_parsed() -> None:
             "AGENTSTREAM_MAX_RUNS": "3",
             "AGENTSTREAM_RUN_TIMEOUT": "2.5",
             "AGENTSTREAM_AGENTS": "agents.toml",
+            "AGENTSTREAM_TOOL_THREADS": "4",
         }
     )
     assert not settings.offline
     assert settings.max_concurrent_runs == 3
     assert settings.run_timeout_s == 2.5
     assert settings.agents_file == Path("agents.toml")
+    assert settings.tool_threads == 4
 
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("AGENTSTREAM_MAX_RUNS", "0"), ("AGENTSTREAM_MAX_RUNS", "many"), ("AGENTSTREAM_RUN_TIMEOUT", "-1")],
+    [
+        ("AGENTSTREAM_MAX_RUNS", "0"),
+        ("AGENTSTREAM_MAX_RUNS", "many"),
+        ("AGENTSTREAM_RUN_TIMEOUT", "-1"),
+        ("AGENTSTREAM_TOOL_THREADS", "0"),
+    ],
 )
 def test_a_malformed_variable_is_named_in_the_error(var: str, value: str) -> None:
     with pytest.raises(ValueError, match=var):

@@ -8,6 +8,7 @@ import pytest
 
 import agentstream
 from agentstream import Client, StreamingMode, TaskMessage, TaskStatus
+from agentstream_server.runtime.tool_threads import TOOL_THREADS
 from agentstream_server.transport.server import RunningServer
 from tests.conftest import StartServer
 from tests.support.fakellm import FakeLLM, Stall, Text
@@ -147,3 +148,12 @@ async def test_events_no_longer_retained_are_out_of_range_naming_the_oldest(
         tail = await collect(client.subscribe_run(run_id, after_seq=oldest - 1, streaming_mode=StreamingMode.ALL))
         assert tail[0].seq == oldest
         assert tail[-1].topic == "__task_response"
+
+
+async def test_the_server_sizes_the_tool_thread_pool_from_its_settings(start: StartServer) -> None:
+    before = TOOL_THREADS.max_workers
+    try:
+        await start(tool_threads=3)
+        assert TOOL_THREADS.max_workers == 3
+    finally:
+        TOOL_THREADS.max_workers = before

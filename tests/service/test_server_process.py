@@ -20,7 +20,7 @@ from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from agentstream_server.transport.server import RunningServer
 from tests.service.helpers import request, terminal_of
 from tests.service.test_run_outcomes import read_rest
-from tests.support.fakellm import FakeLLM, Stall
+from tests.support.fakellm import FakeLLM, Stall, ToolCalls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +105,60 @@ async def test_health_is_not_serving_once_shutdown_starts(server: RunningServer)
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         watch.cancel()
         await shutdown
+
+
+STUCK_AGENTS_TOML = """
+[agents.stuck]
+tools = ["tests.support.tools:block_forever"]
+"""
+
+
+async def start_a_run_stuck_in_a_sync_tool(
+    fake_llm: FakeLLM, tmp_path: Path, *args: str
+) -> tuple[ServerProcess, grpc.aio.Channel, grpc.aio.UnaryStreamCall]:  # type: ignore[type-arg]
+    """A server process whose one run is inside block_forever, a sync tool that never returns."""
+    agents = tmp_path / "stuck.toml"
+    agents.write_text(STUCK_AGENTS_TOML)
+    fake_llm.script(ToolCalls(calls=[("block_forever", {"label": "x"})]))
+    server = await spawn_server(fake_llm, "--agents", str(agents), *args)
+    channel = grpc.aio.insecure_channel(server.target)
+    call = rpb_grpc.RunnerServiceStub(channel).StreamingRun(request("hang", agent="stuck"))
+    while (message := await call.read()).topic != "tool_call":  # the tool starts as its call is announced
+        assert message is not grpc.aio.EOF
+    return server, channel, call
+
+
+async def test_regression_sigterm_exits_zero_with_a_sync_tool_stuck_in_its_thread(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    server, channel, call = await start_a_run_stuck_in_a_sync_tool(fake_llm, tmp_path, "--grace", "0.5")
+    try:
+        server.process.send_signal(signal.SIGTERM)
+        task = terminal_of(await read_rest(call))
+        assert task.status == pb.TASK_STATUS_CANCELLED
+        async with asyncio.timeout(20):
+            assert await server.process.wait() == 0  # before: the stuck thread was joined at exit, forever
+    finally:
+        await channel.close()
+        if server.process.returncode is None:
+            server.process.kill()
+            await server.process.wait()
+
+
+async def test_regression_a_second_sigterm_during_shutdown_exits_at_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    server, channel, _ = await start_a_run_stuck_in_a_sync_tool(fake_llm, tmp_path, "--grace", "120")
+    assert server.process.stdout is not None
+    try:
+        server.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            while b"shutting down" not in await server.process.stdout.readline():
+                pass
+            server.process.send_signal(signal.SIGTERM)  # the run would have 120 s left to finish
+            rest = (await server.process.stdout.read()).decode()
+            assert await server.process.wait() == 128 + signal.SIGTERM
+        assert "SIGTERM during shutdown: exiting now" in rest
+    finally:
+        await channel.close()
+        if server.process.returncode is None:
+            server.process.kill()
+            await server.process.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 CANCELLED: list[str] = []
 """Names of wait_forever calls that observed their cancellation."""
@@ -20,4 +21,10 @@ async def wait_forever(label: str) -> str:
     except asyncio.CancelledError:
         CANCELLED.append(label)
         raise
+    return label
+
+
+def block_forever(label: str) -> str:
+    """A sync tool that never returns, as a call stuck on a dead network peer would: its thread stays blocked."""
+    threading.Event().wait()
     return label

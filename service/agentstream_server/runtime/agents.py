@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ DEFAULT_INSTRUCTIONS = (
     "You are a helpful assistant. Use the calculator tool for arithmetic and the current_time tool for "
     "the date or time; answer concisely."
 )
-_AGENT_KEYS = {"instructions", "model", "tools", "max_steps", "temperature"}
+_AGENT_KEYS = {"instructions", "model", "tools", "max_steps", "temperature", "tool_timeout", "tool_timeouts"}
+DEFAULT_TOOL_TIMEOUT_S = 60.0
+"""Seconds a tool call may take when the agents file sets no tool_timeout."""
 MAX_TEMPERATURE = 2.0
 """The highest sampling temperature the OpenAI API accepts."""
 
@@ -35,6 +39,13 @@ class AgentSpec:
     tools: tuple[Tool, ...] = ()
     max_steps: int = 10
     temperature: float | None = None
+    tool_timeout_s: float = DEFAULT_TOOL_TIMEOUT_S
+    tool_timeouts: Mapping[str, float] = field(default_factory=dict)
+    """Per-tool overrides of tool_timeout_s, by tool name."""
+
+    def timeout_for(self, tool_name: str) -> float:
+        """Seconds a call of this tool may take before the model is told it did not finish."""
+        return self.tool_timeouts.get(tool_name, self.tool_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,14 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
         if tool.name in seen:
             raise AgentConfigError(f"{where}: two tools are named {tool.name!r}; tool names must be unique")
         seen.add(tool.name)
+    tool_timeout = _seconds(where, "tool_timeout", table.get("tool_timeout", DEFAULT_TOOL_TIMEOUT_S))
+    overrides = _typed(where, table, "tool_timeouts", dict, {})
+    for tool_name in overrides:
+        if tool_name not in seen:
+            raise AgentConfigError(
+                f"{where}: tool_timeouts names {tool_name!r}, which is not one of its tools: {sorted(seen)}"
+            )
+    tool_timeouts = {n: _seconds(where, f"tool_timeouts.{n}", value) for n, value in overrides.items()}
     return AgentSpec(
         name=name,
         instructions=instructions,
@@ -115,7 +134,15 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
         tools=tools,
         max_steps=max_steps,
         temperature=None if temperature is None else float(temperature),
+        tool_timeout_s=tool_timeout,
+        tool_timeouts=tool_timeouts,
     )
+
+
+def _seconds(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
+        raise AgentConfigError(f"{where}: {key} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _typed(where: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:

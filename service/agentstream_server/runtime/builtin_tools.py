@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime
+import math
 import operator
 import zoneinfo
 from collections.abc import Callable
@@ -23,9 +24,10 @@ _UNARY: dict[type[ast.unaryop], Callable[[float], float]] = {ast.UAdd: operator.
 MAX_EXPRESSION_LENGTH = 1000
 MAX_EXPONENT = 1000
 MAX_MAGNITUDE = 10**100
-MAX_DEPTH = 500
-"""Deepest nesting evaluated (a flat sum of 500 terms nests 500 deep); Python's recursion limit stays far off."""
+MAX_LITERAL_DIGITS = 101
+"""Digits a number in the expression may have: enough for every integer up to MAX_MAGNITUDE."""
 _TOO_LARGE = "the result is too large (the limit is 1e100)"
+_LOG10_MAX = math.log10(MAX_MAGNITUDE)
 
 
 def calculator(expression: str) -> str:
@@ -36,40 +38,67 @@ def calculator(expression: str) -> str:
     """
     if len(expression) > MAX_EXPRESSION_LENGTH:
         raise ValueError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
+    source = expression.strip()
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except (SyntaxError, RecursionError, MemoryError):
+        tree = ast.parse(source, mode="eval")
+    except (SyntaxError, ValueError, MemoryError):
         raise ValueError(f"not an arithmetic expression: {expression!r}") from None
-    try:
-        value = _evaluate(tree.body)
-    except RecursionError:  # MAX_DEPTH, or the interpreter's own limit when called from deep down a stack
-        raise ValueError(f"the expression is nested too deeply (the limit is {MAX_DEPTH} levels)") from None
+    except RecursionError:  # the parser's own limit, reached only when called from deep down a stack
+        raise ValueError("the expression is nested too deeply") from None
+    value = _evaluate(tree.body, source)
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     return str(value)
 
 
-def _evaluate(node: ast.expr, depth: int = 0) -> float:
-    if depth > MAX_DEPTH:
-        raise RecursionError
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
-        return _checked(node.value)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _evaluate(node.left, depth + 1), _evaluate(node.right, depth + 1)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
+def _evaluate(root: ast.expr, source: str) -> float:
+    """The value of an arithmetic tree, computed with an explicit stack: any depth, no recursion."""
+    values: list[float] = []
+    stack: list[tuple[ast.expr, bool]] = [(root, False)]
+    while stack:
+        node, operands_done = stack.pop()
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+            values.append(_literal(node.value, ast.get_source_segment(source, node) or ""))
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            if operands_done:
+                right = values.pop()
+                values.append(_binary(node.op, values.pop(), right))
+            else:  # left is pushed last so that it is evaluated first
+                stack += [(node, True), (node.right, False), (node.left, False)]
+        elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            if operands_done:
+                values.append(_UNARY[type(node.op)](values.pop()))
+            else:
+                stack += [(node, True), (node.operand, False)]
+        else:
+            element = ast.get_source_segment(source, node) or type(node).__name__
+            raise ValueError(f"unsupported element in expression: {element[:100]!r}")
+    (value,) = values
+    return value
+
+
+def _literal(value: float, text: str) -> float:
+    digits = sum(c.isdigit() for c in text)
+    if digits > MAX_LITERAL_DIGITS:
+        raise ValueError(f"a number has {digits} digits; the limit is {MAX_LITERAL_DIGITS}")
+    return _checked(value)
+
+
+def _binary(op: ast.operator, left: float, right: float) -> float:
+    if isinstance(op, ast.Pow):
+        if abs(right) > MAX_EXPONENT:
             raise ValueError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
-        try:
-            result = _BINARY[type(node.op)](left, right)
-        except ZeroDivisionError:  # x / 0, x // 0, x % 0 and 0 ** -1 alike
-            raise ValueError("division by zero") from None
-        except OverflowError:
-            raise ValueError(_TOO_LARGE) from None
-        if isinstance(result, complex):
-            raise ValueError("the result is not a real number")  # e.g. (-8) ** 0.5
-        return _checked(result)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand, depth + 1))
-    raise ValueError(f"unsupported element in expression: {ast.unparse(node)[:100]!r}")
+        if abs(left) > 1 and right > 0 and right * math.log10(abs(left)) > _LOG10_MAX + 1:
+            raise ValueError(_TOO_LARGE)  # known from the logarithm, without computing a huge int first
+    try:
+        result = _BINARY[type(op)](left, right)
+    except ZeroDivisionError:  # x / 0, x // 0, x % 0 and 0 ** -1 alike
+        raise ValueError("division by zero") from None
+    except OverflowError:
+        raise ValueError(_TOO_LARGE) from None
+    if isinstance(result, complex):
+        raise ValueError("the result is not a real number")  # e.g. (-8) ** 0.5
+    return _checked(result)
 
 
 def _checked(value: float) -> float:

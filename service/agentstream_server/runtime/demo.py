@@ -13,7 +13,11 @@ from agentstream_server.runtime.events import Usage
 from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 
 DEMO_LABEL = "agentstream-demo (offline)"
-_ARITHMETIC = re.compile(r"[-+(]*\s*\d+(?:\.\d+)?(?:\s*(?:\*\*|//|[-+*/%])\s*[-+(]*\s*\d+(?:\.\d+)?\s*\)*)+\)*")
+SCAN_CHARS = 1024
+"""How much of a prompt the demo reads: inputs may be 1 MiB, and the event loop must not pay for all of it
+(a longer expression would be over the calculator's MAX_EXPRESSION_LENGTH anyway)."""
+_LEXEME = re.compile(r"(\d+(?:\.\d+)?)|([-+])|(\*\*|//|[*/%])|(\()|(\))|(\s+)|.", re.DOTALL)
+_NUMBER_TOKEN, _SIGN, _OPERATOR, _OPEN, _CLOSE, _SPACE, _OTHER = range(1, 8)
 _TOKEN = re.compile(r"\S+\s*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
@@ -70,19 +74,79 @@ class DemoChatModel:
 
 
 def _expression(prompt: str) -> str | None:
-    match = _ARITHMETIC.search(prompt)
-    if match is None:
-        return None
-    expression = match.group(0).strip()
-    while expression.count("(") > expression.count(")") and expression.startswith("("):
-        expression = expression[1:].strip()
-    while expression.count(")") > expression.count("(") and expression.endswith(")"):
-        expression = expression[:-1].strip()
-    try:  # parsed, never evaluated: only well-formed arithmetic is worth a calculator call
-        ast.parse(expression, mode="eval")
-    except SyntaxError:
-        return None
-    return expression
+    """The first arithmetic expression in the prompt's first SCAN_CHARS characters, if well-formed; else None.
+
+    A tokenizer and one left-to-right scan, no backtracking regex: every token is read at most three
+    times, so the work is linear in SCAN_CHARS whatever the prompt holds.
+    """
+    tokens = _tokens(prompt[:SCAN_CHARS])
+    i = 0
+    while i < len(tokens):
+        if tokens[i][0] not in (_NUMBER_TOKEN, _SIGN, _OPEN):
+            i += 1
+            continue
+        end, depth, binary, stop = _scan(tokens, i, len(tokens))
+        if not binary:  # a lone number such as "7 apples": look further on
+            i = stop if stop > i else i + 1
+            continue
+        opening = 0
+        while opening < depth and tokens[i + opening][0] == _OPEN:
+            opening += 1  # "(2 + 3 ..." whose ")" never comes: drop the unmatched leading "("
+        if opening:
+            i += opening
+            whole = end
+            end, depth, binary, _ = _scan(tokens, i, whole + 1)
+            if end != whole:  # "(1 + 2) * (3": what remains does not read to the end either
+                return None
+        if depth or not binary:
+            return None
+        expression = prompt[tokens[i][1] : tokens[end][2]]
+        try:  # parsed, never evaluated: only what Python reads as arithmetic is worth a calculator call
+            ast.parse(expression, mode="eval")
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # e.g. 07 + 1, or nesting too deep to parse
+            return None
+        return expression
+    return None
+
+
+def _tokens(text: str) -> list[tuple[int, int, int]]:
+    """(kind, start, end) of each number, sign, operator, parenthesis and other character; whitespace left out."""
+    tokens = []
+    for match in _LEXEME.finditer(text):
+        kind = match.lastindex or _OTHER
+        if kind != _SPACE:
+            tokens.append((kind, match.start(), match.end()))
+    return tokens
+
+
+def _scan(tokens: list[tuple[int, int, int]], i: int, stop: int) -> tuple[int, int, bool, int]:
+    """Read tokens[i:stop] as operands and operators for as long as they fit.
+
+    Returns the index of the last token that completes an operand (-1 if none), the parenthesis depth and
+    whether a binary operator had been read at that token, and the index of the first token that did not fit.
+    """
+    expect_operand, depth, binary_ops = True, 0, 0
+    end, end_depth, end_binary = -1, 0, False
+    j = i
+    while j < stop:
+        kind = tokens[j][0]
+        if expect_operand:
+            if kind == _NUMBER_TOKEN:
+                expect_operand = False
+            elif kind not in (_OPEN, _SIGN):
+                break
+            depth += kind == _OPEN
+        elif kind in (_SIGN, _OPERATOR):
+            expect_operand = True
+            binary_ops += 1
+        elif kind == _CLOSE and depth > 0:
+            depth -= 1
+        else:
+            break
+        if not expect_operand:
+            end, end_depth, end_binary = j, depth, binary_ops > 0
+        j += 1
+    return end, end_depth, end_binary, j
 
 
 def _answer(prompt: str, expression: str | None, tool_results: Sequence[Mapping[str, Any]]) -> str:
@@ -93,7 +157,7 @@ def _answer(prompt: str, expression: str | None, tool_results: Sequence[Mapping[
         if _NUMBER.fullmatch(result):
             return f"{expression} = {result}."
         return f"The calculator could not evaluate {expression}: {result}."
-    topic = " ".join(prompt.split()[:12]).rstrip("?.!") or "your request"
+    topic = " ".join(prompt[:SCAN_CHARS].split()[:12]).rstrip("?.!") or "your request"
     return (
         f"This is the offline demo model of agentstream, answering without an LLM endpoint. "
         f"You asked about: {topic}. Set OPENAI_BASE_URL and OPENAI_API_KEY to stream a real model's answer; "

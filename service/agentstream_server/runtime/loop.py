@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ async def run_agent(
             return
         yield ToolCall(actions=actions)
         results: dict[str, ToolResult] = {}
-        async with contextlib.aclosing(_run_tools(tools, actions, bad_arguments)) as finished:
+        async with contextlib.aclosing(_run_tools(tools, actions, bad_arguments, spec.timeout_for)) as finished:
             async for result in finished:
                 results[result.tool_call_id] = result
                 yield result
@@ -134,9 +134,14 @@ def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tu
 
 
 async def _run_tools(
-    tools: dict[str, Tool], actions: tuple[Action, ...], bad_arguments: set[str]
+    tools: dict[str, Tool],
+    actions: tuple[Action, ...],
+    bad_arguments: set[str],
+    timeout_for: Callable[[str], float],
 ) -> AsyncGenerator[ToolResult, None]:
     """Run the calls concurrently, yielding each result as it completes; closing or cancelling cancels them all.
+
+    A call that takes longer than timeout_for(its tool) ends as an error result telling the model so.
 
     The TaskGroup runs in a task of its own and hands results over a bounded queue ended by a sentinel, so
     this generator never yields from inside the group: closing it at a yield (GeneratorExit) cannot be
@@ -148,7 +153,8 @@ async def _run_tools(
         try:
             async with asyncio.TaskGroup() as group:
                 for action in actions:
-                    group.create_task(_run_one(tools, action, action.tool_call_id in bad_arguments, queue))
+                    bad = action.tool_call_id in bad_arguments
+                    group.create_task(_run_one(tools, action, bad, timeout_for(action.tool_name), queue))
         finally:
             queue.put_nowait(None)  # never blocks: one slot per call plus this one
 
@@ -164,7 +170,11 @@ async def _run_tools(
 
 
 async def _run_one(
-    tools: dict[str, Tool], action: Action, bad_arguments: bool, queue: asyncio.Queue[ToolResult | None]
+    tools: dict[str, Tool],
+    action: Action,
+    bad_arguments: bool,
+    timeout_s: float,
+    queue: asyncio.Queue[ToolResult | None],
 ) -> None:
     started = time.monotonic()
     tool = tools.get(action.tool_name)
@@ -174,11 +184,16 @@ async def _run_one(
     elif bad_arguments:
         content = f"the arguments for {action.tool_name} were not a valid JSON object; call it again"
     else:
+        deadline = asyncio.timeout(timeout_s)
         try:
-            content = await tool.call(action.params)
+            async with deadline:
+                content = await tool.call(action.params)
             is_error = False
         except Exception as exc:
-            content = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                content = f"tool {action.tool_name} did not finish within {timeout_s:g} s"
+            else:
+                content = f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
@@ -14,6 +13,8 @@ from typing import Annotated, Any, get_origin
 import pydantic
 import pydantic_core
 from pydantic.fields import FieldInfo
+
+from agentstream_server.runtime.tool_threads import TOOL_THREADS
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Tool names the OpenAI chat-completions API accepts."""
@@ -38,6 +39,8 @@ class Tool:
 
 def tool_from_function(fn: Callable[..., Any], *, name: str | None = None) -> Tool:
     """A Tool for a sync or async function; its schema comes from the signature, its descriptions from the docstring.
+
+    A sync function runs on the bounded daemon threads of tool_threads.TOOL_THREADS, not on the event loop.
 
     The description is the docstring's first paragraph; parameters are described by a Google-style
     ``Args:`` section or by ``Annotated[..., pydantic.Field(description=...)]``. Raises ValueError when
@@ -69,7 +72,7 @@ def tool_from_function(fn: Callable[..., Any], *, name: str | None = None) -> To
             raise ToolArgumentsError(f"invalid arguments for {tool_name}: {problems}") from None
         args = [getattr(parsed, field) for field, _, positional in fields if positional]
         kwargs = {param: getattr(parsed, field) for field, param, positional in fields if not positional}
-        result = await fn(*args, **kwargs) if is_async else await asyncio.to_thread(fn, *args, **kwargs)
+        result = await fn(*args, **kwargs) if is_async else await TOOL_THREADS.run(fn, *args, **kwargs)
         if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
             result = await result
         return _as_text(result)

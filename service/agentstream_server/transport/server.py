@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from dataclasses import dataclass
 
 import grpc
@@ -17,6 +19,7 @@ from agentstream_server.config import Settings
 from agentstream_server.runs.manager import RunLimits, RunManager
 from agentstream_server.runtime.agents import AgentCatalog, default_agents, load_agents
 from agentstream_server.runtime.provider import ModelProvider
+from agentstream_server.runtime.tool_threads import TOOL_THREADS
 from agentstream_server.store.base import RunStore
 from agentstream_server.store.factory import open_store
 from agentstream_server.transport.decoding import TolerantDecoding
@@ -27,6 +30,8 @@ logger = logging.getLogger("agentstream.server")
 SERVICE_NAME = rpb.DESCRIPTOR.services_by_name["RunnerService"].full_name
 STREAM_FLUSH_GRACE_S = 2.0
 """After runs are drained, how long in-flight calls get to deliver their terminal messages."""
+EXIT_SLACK_S = 5.0
+"""Beyond the grace and flush periods, how long shutdown may take before the process exits regardless."""
 
 
 @dataclass
@@ -62,6 +67,7 @@ def load_catalog(settings: Settings) -> AgentCatalog:
 async def start_server(settings: Settings) -> RunningServer:
     """Start a server on settings.host:settings.port (port 0 picks a free one) and return it running."""
     catalog = load_catalog(settings)
+    TOOL_THREADS.max_workers = settings.tool_threads
     store = await open_store(settings)  # refuses to start, naming the store, when it does not answer
     try:
         models = ModelProvider(settings)
@@ -141,11 +147,36 @@ async def _watch_store(store: RunStore, health_servicer: health.aio.HealthServic
 
 
 async def serve(settings: Settings) -> None:
-    """Run a server until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run a server until SIGTERM or SIGINT, then shut down gracefully.
+
+    A second SIGTERM or SIGINT during shutdown exits at once (status 128 + the signal's number); and once
+    shutdown starts, the process exits within grace + STREAM_FLUSH_GRACE_S + EXIT_SLACK_S seconds (status 1)
+    even if something, such as a task that ignores cancellation, would hold it up.
+    """
     running = await start_server(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            logger.warning("%s during shutdown: exiting now, without waiting for live runs", sig.name)
+            os._exit(128 + sig.value)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
+    _exit_unless_done_within(settings.shutdown_grace_s + STREAM_FLUSH_GRACE_S + EXIT_SLACK_S)
     await running.shutdown(settings.shutdown_grace_s)
+
+
+def _exit_unless_done_within(seconds: float) -> None:
+    """Arm a daemon timer that ends the process if it is still running after `seconds`."""
+
+    def expire() -> None:
+        logger.error("shutdown did not finish within %.1fs: exiting anyway", seconds)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import re
 from typing import Any
 
 from agentstream import (
@@ -18,11 +19,30 @@ from agentstream import (
 )
 from agentstream.messages import OutputMessage
 
+# ESC sequences whole (CSI, OSC/DCS/APC/PM/SOS strings up to BEL or ST, two- and three-byte escapes), then
+# any other C0 control but \n and \t, DEL and C1. Each alternative is a run of disjoint classes: linear.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -/]*[0-~]?")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text with terminal escape sequences and control characters removed; newlines and tabs are kept.
+
+    Everything the CLI prints from a stream is model-, tool- or server-supplied: printed raw, an escape
+    sequence could recolour, move the cursor, retitle the window or rewrite what was printed before.
+    """
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
 
 def to_json(message: Message) -> str:
-    """One JSON object for a message: the envelope, its class as ``type``, and the payload."""
+    """One JSON object for a message: the envelope, its class as ``type``, and the payload.
+
+    Control characters are all escaped (json escapes C0 itself; DEL and C1 are escaped here), so a JSON
+    line shown on a terminal cannot drive it, and parses to the same data.
+    """
     data = {"type": type(message).__name__, **_plain(message)}
-    return json.dumps(data, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, ensure_ascii=False))
 
 
 def _plain(value: Any) -> Any:
@@ -52,7 +72,13 @@ def render(message: Message, *, show_steps: bool = False, answer_shown: bool = F
     """What the CLI shows for one message: tokens inline, tool calls and results as lines, the outcome.
 
     ``answer_shown`` says the answer already streamed by as chunks, so the outcome line need not repeat it.
+    All text is passed through terminal_safe.
     """
+    lines = _render(message, show_steps=show_steps, answer_shown=answer_shown)
+    return [Line(terminal_safe(line.text), line.style, line.inline) for line in lines]
+
+
+def _render(message: Message, *, show_steps: bool, answer_shown: bool) -> list[Line]:
     if isinstance(message, ChunkMessage):
         return [Line(message.payload.content, inline=True)]
     if isinstance(message, ToolMessage):

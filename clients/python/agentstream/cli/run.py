@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from rich.console import Console
 
 from agentstream import AgentStreamError, ChunkMessage, Client, Message, StreamingMode, TaskMessage
-from agentstream.cli.render import render, to_json
+from agentstream.cli.render import render, terminal_safe, to_json
 
 Stream = Callable[[Client], AsyncIterator[Message]]
 
@@ -55,7 +55,7 @@ async def cancel_run(run_id: str, *, reason: str, target: str | None) -> int:
         _report(error)
         return 2
     state = "had already finished" if result.already_finished else "cancelled"
-    print(f"run {run_id} {state}: {result.status.name}")
+    print(terminal_safe(f"run {run_id} {state}: {result.status.name}"))
     return 0
 
 
@@ -94,5 +94,5 @@ async def _render_stream(stream: Stream, *, target: str | None, json_lines: bool
 
 def _report(error: AgentStreamError) -> None:
     Console(stderr=True, highlight=False).out(
-        f"error: {error.code.name} {error.reason or ''}: {error.message}".replace("  ", " ")
+        terminal_safe(f"error: {error.code.name} {error.reason or ''}: {error.message}".replace("  ", " "))
     )
