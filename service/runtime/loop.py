@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 
 from service.errors import MaxStepsExceeded
 from service.runtime.agents import AgentSpec
+from service.runtime.arguments import parse_arguments
 from service.runtime.coalesce import coalesce
 from service.runtime.events import (
     Action,
@@ -110,10 +110,10 @@ async def run_agent(
     )
 
 
-def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tuple[tuple[Action, ...], set[str]]:
-    """The turn's calls as actions (ids made unique), and the ids of those whose arguments are not a JSON object."""
+def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tuple[tuple[Action, ...], dict[str, str]]:
+    """The turn's calls as actions (ids made unique), and what is wrong with the arguments of each unusable one."""
     actions = []
-    bad_arguments: set[str] = set()
+    bad_arguments: dict[str, str] = {}
     seen: set[str] = set()
     for index in sorted(pending):
         call = pending[index]
@@ -121,20 +121,15 @@ def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tu
         if call_id in seen:  # a model that repeats an id would otherwise get one tool message for two calls
             call_id = f"{call_id}_{index}"
         seen.add(call_id)
-        raw = "".join(call.arguments)
-        try:
-            params = json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError:
-            params = None
-        if not isinstance(params, dict):
-            bad_arguments.add(call_id)
-            params = {}
+        params, problem = parse_arguments("".join(call.arguments))
+        if problem is not None:
+            bad_arguments[call_id] = problem
         actions.append(Action(tool_name=call.name, tool_call_id=call_id, agent_name=agent_name, params=params))
     return tuple(actions), bad_arguments
 
 
 async def _run_tools(
-    tools: dict[str, Tool], actions: tuple[Action, ...], bad_arguments: set[str]
+    tools: dict[str, Tool], actions: tuple[Action, ...], bad_arguments: dict[str, str]
 ) -> AsyncGenerator[ToolResult, None]:
     """Run the calls concurrently, yielding each result as it completes; closing or cancelling cancels them all.
 
@@ -148,7 +143,7 @@ async def _run_tools(
         try:
             async with asyncio.TaskGroup() as group:
                 for action in actions:
-                    group.create_task(_run_one(tools, action, action.tool_call_id in bad_arguments, queue))
+                    group.create_task(_run_one(tools, action, bad_arguments.get(action.tool_call_id), queue))
         finally:
             queue.put_nowait(None)  # never blocks: one slot per call plus this one
 
@@ -164,15 +159,15 @@ async def _run_tools(
 
 
 async def _run_one(
-    tools: dict[str, Tool], action: Action, bad_arguments: bool, queue: asyncio.Queue[ToolResult | None]
+    tools: dict[str, Tool], action: Action, bad_arguments: str | None, queue: asyncio.Queue[ToolResult | None]
 ) -> None:
     started = time.monotonic()
     tool = tools.get(action.tool_name)
     is_error = True
     if tool is None:
         content = f"unknown tool {action.tool_name!r}; available tools: {', '.join(sorted(tools)) or 'none'}"
-    elif bad_arguments:
-        content = f"the arguments for {action.tool_name} were not a valid JSON object; call it again"
+    elif bad_arguments is not None:
+        content = f"the arguments for {action.tool_name} were not usable ({bad_arguments}); call it again"
     else:
         try:
             content = await tool.call(action.params)
