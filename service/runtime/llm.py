@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import json
+import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +25,7 @@ import httpx2
 import openai
 
 from service.errors import LLMUpstreamError
+from service.redact import RedactingFilter, redact_text, redact_url, url_secrets
 from service.runtime.events import Usage
 from service.runtime.utf8 import utf8_safe
 
@@ -36,6 +40,20 @@ MAX_TOKEN_COUNT = 2**31 - 1
 
 _MAX_DETAIL = 500
 """Longest upstream text quoted in an error message."""
+
+_MAX_LOGGED = 2000
+"""Longest upstream error text written to the log."""
+
+_NO_API_KEY = "unused"
+"""The api key the openai client is given when none is configured (it insists on one)."""
+
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""An upstream error code callers may see (e.g. context_length_exceeded): an identifier, never free text."""
+
+logger = logging.getLogger("agentstream.llm")
+
+_HTTP_LOG_FILTER = RedactingFilter()
+"""Masks the configured key and URL secrets in the HTTP client's own request log lines (they show the URL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +113,11 @@ class ChatModel(Protocol):
 def make_openai_client(
     base_url: str | None, api_key: str | None, *, timeout_s: float, max_retries: int
 ) -> openai.AsyncOpenAI:
-    """An AsyncOpenAI client for any OpenAI-compatible endpoint."""
+    """An AsyncOpenAI client for any OpenAI-compatible endpoint; its secrets are masked in the HTTP client's log."""
+    _HTTP_LOG_FILTER.add([api_key or "", *url_secrets(base_url or "")])
+    logging.getLogger("httpx2").addFilter(_HTTP_LOG_FILTER)
     return openai.AsyncOpenAI(
-        base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=max_retries
+        base_url=base_url, api_key=api_key or _NO_API_KEY, timeout=timeout_s, max_retries=max_retries
     )
 
 
@@ -111,6 +131,9 @@ class OpenAIChatModel:
     def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
         self._client = client
         self._model = model
+        base_url = str(client.base_url)
+        self._endpoint = redact_url(base_url)
+        self._secrets = [*url_secrets(base_url), *([client.api_key] if client.api_key != _NO_API_KEY else [])]
 
     @property
     def label(self) -> str:
@@ -157,10 +180,19 @@ class OpenAIChatModel:
                     return  # a last line without its newline
                 if not finished:
                     raise LLMUpstreamError("LLM stream ended before the model finished its turn (no [DONE])")
+        except LLMUpstreamError as exc:  # raised above from what the stream sent, which may echo a secret
+            raise LLMUpstreamError(self._redact(exc.message), metadata=exc.metadata) from exc.__cause__
         except openai.APIStatusError as exc:
+            # The body may echo the key (some endpoints quote the credentials they rejected): callers get the
+            # status and at most an error code; the detail goes to the log, redacted.
+            logger.warning(
+                "LLM endpoint %s returned HTTP %d: %s",
+                self._endpoint,
+                exc.status_code,
+                self._redact(exc.message)[:_MAX_LOGGED],
+            )
             raise LLMUpstreamError(
-                f"LLM endpoint returned HTTP {exc.status_code}: {_error_text(exc)}",
-                metadata={"http_status": str(exc.status_code)},
+                self._redact(_status_message(exc)), metadata={"http_status": str(exc.status_code)}
             ) from exc
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
             raise LLMUpstreamError(
@@ -168,11 +200,14 @@ class OpenAIChatModel:
             ) from exc
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
-            raise LLMUpstreamError(f"cannot reach the LLM endpoint {self._client.base_url}: {cause}") from exc
+            raise LLMUpstreamError(self._redact(f"cannot reach the LLM endpoint {self._endpoint}: {cause}")) from exc
         except (httpx2.HTTPError, httpx2.StreamError, OSError) as exc:
-            raise LLMUpstreamError(f"LLM stream broke: {type(exc).__name__}: {exc}") from exc
+            raise LLMUpstreamError(self._redact(f"LLM stream broke: {type(exc).__name__}: {exc}")) from exc
         except openai.OpenAIError as exc:
-            raise LLMUpstreamError(f"LLM call failed: {type(exc).__name__}: {exc}") from exc
+            raise LLMUpstreamError(self._redact(f"LLM call failed: {type(exc).__name__}: {exc}")) from exc
+
+    def _redact(self, text: str) -> str:
+        return redact_text(text, self._secrets)
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
@@ -183,15 +218,14 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 pass
 
 
-def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error", {})
-        if isinstance(message, dict):
-            message = message.get("message")
-        if message:
-            return str(message)
-    return exc.message
+def _status_message(exc: openai.APIStatusError) -> str:
+    """What callers are told about an HTTP error: the status, its phrase, and the upstream error code if any."""
+    try:
+        phrase = f" ({http.HTTPStatus(exc.status_code).phrase})"
+    except ValueError:
+        phrase = ""
+    code = exc.code if isinstance(exc.code, str) and _ERROR_CODE.fullmatch(exc.code) else None
+    return f"LLM endpoint returned HTTP {exc.status_code}{phrase}" + (f": {code}" if code else "")
 
 
 def _parse(data: bytes) -> dict[str, Any]:

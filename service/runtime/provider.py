@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.config import Settings
+from service.redact import redact_url
 from service.runtime.agents import AgentSpec
 from service.runtime.demo import DemoChatModel
 from service.runtime.llm import ChatModel, OpenAIChatModel, make_openai_client
@@ -27,10 +28,11 @@ class ModelProvider:
 
     @property
     def description(self) -> str:
-        """A log-friendly description of where LLM calls go."""
+        """A log-friendly description of where LLM calls go (credentials in the URL masked)."""
         if self._demo is not None:
             return f"{self._demo.label}: embedded demo model, no LLM endpoint configured"
-        return f"{self._settings.model} at {self._settings.openai_base_url or 'the openai SDK default endpoint'}"
+        base_url = self._settings.openai_base_url
+        return f"{self._settings.model} at {redact_url(base_url) if base_url else 'the openai SDK default endpoint'}"
 
     def model_for(self, agent: AgentSpec) -> ChatModel:
         """The chat model for an agent (its own model name, else the server default)."""

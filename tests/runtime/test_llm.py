@@ -74,15 +74,36 @@ async def test_tool_call_fragments_are_passed_through(fake_llm: FakeLLM, model: 
     assert deltas[-2:] == [Finish("tool_calls"), UsageReport(Usage(1, 20, 21))]
 
 
-@pytest.mark.parametrize(("status", "text"), [(500, "HTTP 500"), (401, "HTTP 401"), (429, "HTTP 429")])
-async def test_http_errors_become_upstream_errors(
-    fake_llm: FakeLLM, model: OpenAIChatModel, status: int, text: str
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [
+        (500, "LLM endpoint returned HTTP 500 (Internal Server Error)"),
+        (401, "LLM endpoint returned HTTP 401 (Unauthorized)"),
+        (429, "LLM endpoint returned HTTP 429 (Too Many Requests)"),
+    ],
+)
+async def test_http_errors_become_upstream_errors_with_the_detail_in_the_log(
+    fake_llm: FakeLLM, model: OpenAIChatModel, caplog: pytest.LogCaptureFixture, status: int, text: str
 ) -> None:
     fake_llm.script(HTTPError(status, "nope"))
-    with pytest.raises(LLMUpstreamError, match=text) as caught:
+    with pytest.raises(LLMUpstreamError) as caught:
         await collect(model)
+    assert caught.value.message == text
     assert caught.value.metadata["http_status"] == str(status)
-    assert "nope" in caught.value.message
+    (record,) = [r for r in caplog.records if r.name == "agentstream.llm"]
+    assert f"returned HTTP {status}" in record.getMessage()
+    assert "nope" in record.getMessage()
+
+
+async def test_an_upstream_error_code_is_passed_on(fake_llm: FakeLLM, model: OpenAIChatModel) -> None:
+    body = {"error": {"message": "too long", "code": "context_length_exceeded"}}
+    fake_llm.script(HTTPError(400, body=body), HTTPError(400, body={"error": {"message": "x", "code": "not a code!"}}))
+    with pytest.raises(LLMUpstreamError) as caught:
+        await collect(model)
+    assert caught.value.message == "LLM endpoint returned HTTP 400 (Bad Request): context_length_exceeded"
+    with pytest.raises(LLMUpstreamError) as caught:
+        await collect(model)
+    assert caught.value.message == "LLM endpoint returned HTTP 400 (Bad Request)"
 
 
 async def test_always_500_with_the_default_two_retries_fails_well_within_five_seconds(fake_llm: FakeLLM) -> None:
@@ -90,7 +111,7 @@ async def test_always_500_with_the_default_two_retries_fails_well_within_five_se
     fake_llm.responder = lambda body: HTTPError(500, "always down")
     client = make_openai_client(fake_llm.base_url, "k", timeout_s=5, max_retries=2)
     started = time.monotonic()
-    with pytest.raises(LLMUpstreamError, match="HTTP 500: always down"):
+    with pytest.raises(LLMUpstreamError, match="HTTP 500"):
         await collect(OpenAIChatModel(client, "m"))
     assert time.monotonic() - started < 3
     assert len(fake_llm.requests) == 3, "the first try and two retries"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import grpc
+import pytest
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
+from tests.conftest import StartServer
 from tests.service.helpers import collect, request, terminal_of
-from tests.support.fakellm import Chunks, FakeLLM, Text
+from tests.support.fakellm import Chunks, FakeLLM, HTTPError, Text
 
 
 def calculator_call(arguments: str) -> Chunks:
@@ -54,3 +59,48 @@ async def test_regression_tool_argument_number_too_large_for_protobuf_is_told_to
     assert result.content == "the arguments for calculator were not usable (a number is too large); call it again"
     assert fake_llm.requests[1]["messages"][-1]["content"] == result.content
     assert terminal_of(messages).status == pb.TASK_STATUS_SUCCEEDED
+
+
+# ------------------------------------------------------------------------------ secrets (issue #9, item 5)
+
+PASSWORD, URL_KEY, API_KEY = "p4ss-w0rd", "sekrit-123", "sk-test-LEAKY-9876"
+
+
+def assert_never_shown(secrets: list[str], task: pb.TaskPayload, caplog: pytest.LogCaptureFixture) -> None:
+    shown = [task.msg, *(record.getMessage() for record in caplog.records)]
+    for secret in secrets:
+        assert not [text for text in shown if secret in text], f"{secret!r} leaked"
+
+
+@pytest.mark.parametrize("reachable", [True, False], ids=["reachable", "unreachable"])
+async def test_regression_base_url_credentials_never_reach_callers_or_logs(
+    fake_llm: FakeLLM, start: StartServer, caplog: pytest.LogCaptureFixture, reachable: bool
+) -> None:
+    # The openai client appends the path after the query, so the fake LLM answers 404 quoting the secret it got.
+    port = fake_llm.port if reachable else 1
+    caplog.set_level(logging.DEBUG)
+    server = await start(openai_base_url=f"http://agent:{PASSWORD}@127.0.0.1:{port}/v1?api-key={URL_KEY}&v=1")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        task = terminal_of(await collect(rpb_grpc.RunnerServiceStub(channel), request("hi")))
+    assert task.error.reason == "LLM_UPSTREAM_ERROR"
+    if reachable:
+        assert task.msg == "LLM endpoint returned HTTP 404 (Not Found)"
+        assert any("no route POST /v1/?api-key=***" in m for m in caplog.messages), "the detail is logged, redacted"
+    else:
+        assert task.msg.startswith("cannot reach the LLM endpoint http://agent:***@127.0.0.1:1/v1/?api-key=***&v=1")
+    assert any(f"agent:***@127.0.0.1:{port}/v1?api-key=***&v=1" in m for m in caplog.messages), "start-up line"
+    assert_never_shown([PASSWORD, URL_KEY], task, caplog)
+
+
+async def test_regression_401_body_echoing_the_api_key_never_leaks_to_the_caller_or_the_log(
+    fake_llm: FakeLLM, start: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake_llm.script(HTTPError(401, f"Incorrect API key provided: {API_KEY}. You can find your API key at ..."))
+    server = await start(openai_api_key=API_KEY)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        task = terminal_of(await collect(rpb_grpc.RunnerServiceStub(channel), request("hi")))
+    assert task.msg == "LLM endpoint returned HTTP 401 (Unauthorized)"
+    assert task.error.metadata["http_status"] == "401"
+    assert any("Incorrect API key provided: ***." in m for m in caplog.messages), "the detail is logged, redacted"
+    assert_never_shown([API_KEY], task, caplog)
