@@ -126,11 +126,20 @@ class OpenAIChatModel:
 
     The SDK makes the call (auth, retries with backoff, status errors); the body is read as raw SSE lines and
     parsed with json.loads, a small fraction of the cost of the SDK's typed chunks per token.
+
+    max_tokens (None: not sent) is sent as ``max_tokens``, the parameter OpenAI-compatible servers broadly accept.
     """
 
-    def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        *,
+        max_tokens: int | None = None,
+    ) -> None:
         self._client = client
         self._model = model
+        self._max_tokens = max_tokens
         base_url = str(client.base_url)
         self._endpoint = redact_url(base_url)
         self._secrets = [*url_secrets(base_url), *([client.api_key] if client.api_key != _NO_API_KEY else [])]
@@ -158,6 +167,8 @@ class OpenAIChatModel:
             request["tools"] = list(tools)
         if temperature is not None:
             request["temperature"] = temperature
+        if self._max_tokens is not None:
+            request["max_tokens"] = self._max_tokens
         try:
             async with self._client.chat.completions.with_streaming_response.create(**request) as response:
                 finished = False

@@ -39,7 +39,11 @@ class ModelProvider:
         if self._demo is not None:
             return self._demo
         assert self._client is not None
-        return OpenAIChatModel(self._client, agent.model or self._settings.model)
+        return OpenAIChatModel(
+            self._client,
+            agent.model or self._settings.model,
+            max_tokens=self._settings.llm_max_tokens or None,  # 0: not sent
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

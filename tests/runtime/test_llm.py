@@ -345,3 +345,16 @@ async def test_regression_error_payload_message_is_bounded(fake_llm: FakeLLM, mo
         await collect(model)
     assert len(caught.value.message) < 1000
     caught.value.message.encode()
+
+
+# ------------------------------------------------------------------------------- issue #9: max_tokens
+
+
+async def test_max_tokens_is_sent_when_given(fake_llm: FakeLLM) -> None:
+    fake_llm.script(Text(["a"]), Text(["b"]))
+    client = make_openai_client(fake_llm.base_url, "k", timeout_s=5, max_retries=0)
+    await collect(OpenAIChatModel(client, "m", max_tokens=123))
+    await collect(OpenAIChatModel(client, "m"))
+    await client.close()
+    assert fake_llm.requests[0]["max_tokens"] == 123
+    assert "max_tokens" not in fake_llm.requests[1]

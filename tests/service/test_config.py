@@ -48,3 +48,10 @@ def test_overrides_replace_only_given_fields() -> None:
 def test_max_unread_must_stay_below_max_retained() -> None:
     with pytest.raises(ValueError, match="AGENTSTREAM_MAX_UNREAD"):
         Settings.from_env({"AGENTSTREAM_MAX_UNREAD": "500", "AGENTSTREAM_MAX_RETAINED": "500"})
+
+
+def test_llm_max_tokens_defaults_to_4096_and_zero_means_not_sent() -> None:
+    assert Settings.from_env({}).llm_max_tokens == 4096
+    assert Settings.from_env({"AGENTSTREAM_LLM_MAX_TOKENS": "0"}).llm_max_tokens == 0
+    with pytest.raises(ValueError, match="AGENTSTREAM_LLM_MAX_TOKENS"):
+        Settings.from_env({"AGENTSTREAM_LLM_MAX_TOKENS": "-1"})

@@ -104,3 +104,20 @@ async def test_regression_401_body_echoing_the_api_key_never_leaks_to_the_caller
     assert task.error.metadata["http_status"] == "401"
     assert any("Incorrect API key provided: ***." in m for m in caplog.messages), "the detail is logged, redacted"
     assert_never_shown([API_KEY], task, caplog)
+
+
+# ------------------------------------------------------------------------- max_tokens (issue #9, item 3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sent"), [({}, 4096), ({"llm_max_tokens": 300}, 300), ({"llm_max_tokens": 0}, None)]
+)
+async def test_max_tokens_is_sent_on_every_llm_request(
+    fake_llm: FakeLLM, start: StartServer, overrides: dict[str, int], sent: int | None
+) -> None:
+    fake_llm.script(calculator_call('{"expression": "1 + 1"}'), Text(["2"]))
+    server = await start(**overrides)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        task = terminal_of(await collect(rpb_grpc.RunnerServiceStub(channel), request("1 + 1?")))
+    assert task.status == pb.TASK_STATUS_SUCCEEDED
+    assert [r.get("max_tokens") for r in fake_llm.requests] == [sent, sent]
