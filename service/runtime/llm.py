@@ -128,6 +128,8 @@ class OpenAIChatModel:
     parsed with json.loads, a small fraction of the cost of the SDK's typed chunks per token.
 
     max_tokens (None: not sent) is sent as ``max_tokens``, the parameter OpenAI-compatible servers broadly accept.
+    turn_timeout_s (None: no bound) bounds the wait for the response headers across all the SDK's tries and
+    backoffs; once the stream has started, the client's own timeout bounds each read.
     """
 
     def __init__(
@@ -136,10 +138,12 @@ class OpenAIChatModel:
         model: str,
         *,
         max_tokens: int | None = None,
+        turn_timeout_s: float | None = None,
     ) -> None:
         self._client = client
         self._model = model
         self._max_tokens = max_tokens
+        self._turn_timeout_s = turn_timeout_s
         base_url = str(client.base_url)
         self._endpoint = redact_url(base_url)
         self._secrets = [*url_secrets(base_url), *([client.api_key] if client.api_key != _NO_API_KEY else [])]
@@ -170,7 +174,19 @@ class OpenAIChatModel:
         if self._max_tokens is not None:
             request["max_tokens"] = self._max_tokens
         try:
-            async with self._client.chat.completions.with_streaming_response.create(**request) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                deadline = asyncio.timeout(self._turn_timeout_s)
+                try:
+                    async with deadline:
+                        response = await stack.enter_async_context(
+                            self._client.chat.completions.with_streaming_response.create(**request)
+                        )
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    raise LLMUpstreamError(
+                        f"no response from the LLM endpoint within {self._turn_timeout_s:g} s (including retries)"
+                    ) from None
                 finished = False
                 pending = b""
                 chunks = response.iter_bytes()

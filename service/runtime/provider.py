@@ -43,6 +43,7 @@ class ModelProvider:
             self._client,
             agent.model or self._settings.model,
             max_tokens=self._settings.llm_max_tokens or None,  # 0: not sent
+            turn_timeout_s=self._settings.llm_turn_timeout_s,
         )
 
     async def aclose(self) -> None:

@@ -23,7 +23,7 @@ from service.runtime.llm import (
     UsageReport,
     make_openai_client,
 )
-from tests.support.fakellm import Broken, Chunks, FakeLLM, HTTPError, RawSSE, Stall, Text, ToolCalls
+from tests.support.fakellm import Broken, Chunks, FakeLLM, HTTPError, NoAnswer, RawSSE, Stall, Text, ToolCalls
 
 USER = [{"role": "user", "content": "hi"}]
 CALCULATOR = {"type": "function", "function": {"name": "calculator", "description": "", "parameters": {}}}
@@ -347,7 +347,7 @@ async def test_regression_error_payload_message_is_bounded(fake_llm: FakeLLM, mo
     caught.value.message.encode()
 
 
-# ------------------------------------------------------------------------------- issue #9: max_tokens
+# ------------------------------------------------------------------- issue #9: request bounds (max_tokens, turn)
 
 
 async def test_max_tokens_is_sent_when_given(fake_llm: FakeLLM) -> None:
@@ -358,3 +358,34 @@ async def test_max_tokens_is_sent_when_given(fake_llm: FakeLLM) -> None:
     await client.close()
     assert fake_llm.requests[0]["max_tokens"] == 123
     assert "max_tokens" not in fake_llm.requests[1]
+
+
+async def test_regression_an_endpoint_that_never_answers_fails_within_the_turn_timeout(fake_llm: FakeLLM) -> None:
+    # Without the turn bound: 3 tries of 0.4 s plus about 1.1-1.5 s of backoff.
+    fake_llm.responder = lambda body: NoAnswer()
+    client = make_openai_client(fake_llm.base_url, "k", timeout_s=0.4, max_retries=2)
+    started = time.monotonic()
+    with pytest.raises(LLMUpstreamError) as caught:
+        await collect(OpenAIChatModel(client, "m", turn_timeout_s=0.6))
+    elapsed = time.monotonic() - started
+    await client.close()
+    assert caught.value.message == "no response from the LLM endpoint within 0.6 s (including retries)"
+    assert 0.6 <= elapsed < 1.0
+    assert await fake_llm.wait_closed(1.0), "the pending request is abandoned"
+
+
+async def test_the_turn_timeout_bounds_the_wait_for_headers_not_the_whole_stream(fake_llm: FakeLLM) -> None:
+    fake_llm.script(Text(["a", "b", "c", "d", "e"], delay_s=0.2))
+    client = make_openai_client(fake_llm.base_url, "k", timeout_s=5, max_retries=0)
+    deltas = await collect(OpenAIChatModel(client, "m", turn_timeout_s=0.3))
+    await client.close()
+    assert Finish("stop") in deltas
+
+
+async def test_with_a_turn_timeout_per_try_timeouts_and_retries_still_apply(fake_llm: FakeLLM) -> None:
+    fake_llm.responder = lambda body: NoAnswer()
+    client = make_openai_client(fake_llm.base_url, "k", timeout_s=0.2, max_retries=1)
+    with pytest.raises(LLMUpstreamError, match="timed out"):
+        await collect(OpenAIChatModel(client, "m", turn_timeout_s=30))
+    await client.close()
+    assert len(fake_llm.requests) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -13,7 +14,7 @@ from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from tests.conftest import StartServer
 from tests.service.helpers import collect, request, terminal_of
-from tests.support.fakellm import Chunks, FakeLLM, HTTPError, Text
+from tests.support.fakellm import Chunks, FakeLLM, HTTPError, NoAnswer, Text
 
 
 def calculator_call(arguments: str) -> Chunks:
@@ -106,7 +107,7 @@ async def test_regression_401_body_echoing_the_api_key_never_leaks_to_the_caller
     assert_never_shown([API_KEY], task, caplog)
 
 
-# ------------------------------------------------------------------------- max_tokens (issue #9, item 3)
+# ------------------------------------------------------------- request bounds (issue #9, items 3 and 4)
 
 
 @pytest.mark.parametrize(
@@ -121,3 +122,14 @@ async def test_max_tokens_is_sent_on_every_llm_request(
         task = terminal_of(await collect(rpb_grpc.RunnerServiceStub(channel), request("1 + 1?")))
     assert task.status == pb.TASK_STATUS_SUCCEEDED
     assert [r.get("max_tokens") for r in fake_llm.requests] == [sent, sent]
+
+
+async def test_regression_an_endpoint_that_never_answers_ends_the_run_within_the_turn_timeout(
+    fake_llm: FakeLLM, start: StartServer
+) -> None:
+    fake_llm.responder = lambda body: NoAnswer()
+    server = await start(llm_timeout_s=0.4, llm_max_retries=2, llm_turn_timeout_s=0.6)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel, asyncio.timeout(1.0):
+        task = terminal_of(await collect(rpb_grpc.RunnerServiceStub(channel), request("hi")))
+    assert (task.status, task.error.reason) == (pb.TASK_STATUS_FAILED, "LLM_UPSTREAM_ERROR")
+    assert task.msg == "no response from the LLM endpoint within 0.6 s (including retries)"

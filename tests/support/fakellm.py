@@ -98,7 +98,12 @@ class Chunks:
     done: bool = True
 
 
-Response = Text | ToolCalls | HTTPError | Stall | Broken | RawSSE | Chunks
+@dataclass(frozen=True)
+class NoAnswer:
+    """Read the request, then send nothing at all (not even headers) until the client hangs up."""
+
+
+Response = Text | ToolCalls | HTTPError | Stall | Broken | RawSSE | Chunks | NoAnswer
 """What the server does with one chat-completions request."""
 
 
@@ -219,6 +224,10 @@ class FakeLLM:
             payload = response.body if response.body is not None else {"error": {"message": response.message}}
             await _send_json(writer, response.status, payload, response.headers)
             return True
+        if isinstance(response, NoAnswer):
+            while await reader.read(65536):  # until the client hangs up
+                pass
+            return False
         if isinstance(response, Chunks):
             events = [f"data: {json.dumps(payload)}" for payload in response.payloads]
             response = RawSSE([*events, "data: [DONE]"] if response.done else events)
