@@ -26,6 +26,7 @@ from service.runtime.events import (
 )
 from service.runtime.llm import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
 from service.runtime.tools import Tool, openai_tool_spec
+from service.runtime.utf8 import utf8_safe
 
 
 @dataclass
@@ -170,10 +171,10 @@ async def _run_one(
         content = f"the arguments for {action.tool_name} were not usable ({bad_arguments}); call it again"
     else:
         try:
-            content = await tool.call(action.params)
+            content = utf8_safe(await tool.call(action.params))  # protobuf strings must be encodable as UTF-8
             is_error = False
         except Exception as exc:
-            content = f"{type(exc).__name__}: {exc}"
+            content = utf8_safe(f"{type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():

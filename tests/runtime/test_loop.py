@@ -471,3 +471,18 @@ async def test_arguments_at_the_depth_limit_reach_the_tool_and_convert_to_protob
     assert str(dict(call.actions[0].params)).count("{") == MAX_DEPTH
     assert "not usable" not in next(e for e in events if isinstance(e, ToolResult)).content
     assert converts_to_protobuf(events)
+
+
+async def test_regression_a_tool_result_with_a_lone_surrogate_is_made_utf8_safe() -> None:
+    def decode(raw: str) -> str:
+        """Returns text as a careless bytes decoder would (surrogateescape)."""
+        if raw == "fail":
+            raise ValueError(b"\xff".decode("utf-8", "surrogateescape"))
+        return b"caf\xe9".decode("utf-8", "surrogateescape")
+
+    spec = AgentSpec(name="a", instructions="", tools=(tool_from_function(decode),))
+    turn = tool_call(0, "decode", '{"raw": "ok"}', "c1") + tool_call(1, "decode", '{"raw": "fail"}', "c2")
+    events = await collect(ScriptedModel(turn, [TextDelta("done")]), spec)
+    results = {e.tool_call_id: e.content for e in events if isinstance(e, ToolResult)}
+    assert results == {"c1": "caf\ufffd", "c2": "ValueError: \ufffd"}
+    assert converts_to_protobuf(events)
