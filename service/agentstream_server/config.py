@@ -28,6 +28,8 @@ class Settings:
     run_timeout_s: float = 600.0
     llm_timeout_s: float = 60.0
     llm_max_retries: int = 2
+    llm_turn_timeout_s: float = 120.0
+    llm_max_tokens: int | None = 4096
     shutdown_grace_s: float = 10.0
     completed_run_ttl_s: float = 300.0
     max_unread_events: int = DEFAULT_MAX_UNREAD_EVENTS
@@ -135,6 +137,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_RUN_TIMEOUT": ("run_timeout_s", _positive_float),
     "AGENTSTREAM_LLM_TIMEOUT": ("llm_timeout_s", _positive_float),
     "AGENTSTREAM_LLM_MAX_RETRIES": ("llm_max_retries", _non_negative_int),
+    "AGENTSTREAM_LLM_TURN_TIMEOUT": ("llm_turn_timeout_s", _positive_float),
+    "AGENTSTREAM_LLM_MAX_TOKENS": ("llm_max_tokens", _non_negative_int),
     "AGENTSTREAM_SHUTDOWN_GRACE": ("shutdown_grace_s", _non_negative_float),
     "AGENTSTREAM_COMPLETED_RUN_TTL": ("completed_run_ttl_s", _non_negative_float),
     "AGENTSTREAM_MAX_UNREAD": ("max_unread_events", _positive_int),

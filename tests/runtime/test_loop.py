@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from agentstream.v1 import message_pb2 as pb
 from agentstream_server.errors import LLMUpstreamError, MaxStepsExceeded
 from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.arguments import MAX_DEPTH
 from agentstream_server.runtime.events import (
     Action,
     AgentStep,
@@ -19,6 +21,7 @@ from agentstream_server.runtime.events import (
     Event,
     MemoryAppended,
     Output,
+    RunEvent,
     ToolCall,
     ToolResult,
     Usage,
@@ -26,6 +29,7 @@ from agentstream_server.runtime.events import (
 from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 from agentstream_server.runtime.loop import run_agent
 from agentstream_server.runtime.tools import openai_tool_spec, tool_from_function
+from agentstream_server.transport.convert import to_proto
 
 Turn = list[LLMDelta]
 
@@ -197,8 +201,8 @@ async def test_results_stream_as_tools_finish_and_go_back_to_the_model_in_call_o
     ("deltas", "message"),
     [
         (tool_call(0, "fail", '{"reason": "kaboom"}', "c1"), "RuntimeError: kaboom"),
-        (tool_call(0, "add", '{"a": ', "c1"), "the arguments for add were not a valid JSON object"),
-        (tool_call(0, "add", "[1, 2]", "c1"), "the arguments for add were not a valid JSON object"),
+        (tool_call(0, "add", '{"a": ', "c1"), "the arguments for add were not usable (not valid JSON)"),
+        (tool_call(0, "add", "[1, 2]", "c1"), "the arguments for add were not usable (not a JSON object)"),
         (tool_call(0, "nope", "{}", "c1"), "unknown tool 'nope'; available tools: add, fail"),
         (tool_call(0, "add", '{"a": 1}', "c1"), "ToolArgumentsError: invalid arguments for add: b: Field required"),
     ],
@@ -446,3 +450,91 @@ async def test_a_timeout_error_raised_by_a_tool_itself_is_reported_as_its_own_er
     events = await collect(ScriptedModel(tool_call(0, "gives_up", "{}", "c1"), [TextDelta("ok")]), spec)
     (result,) = [e for e in events if isinstance(e, ToolResult)]
     assert (result.is_error, result.content) == (True, "TimeoutError: upstream took too long")
+
+
+# ----------------------------------------------------------- issue #9: arguments protobuf cannot carry
+
+
+def converts_to_protobuf(events: list[Event]) -> bool:
+    """Every event converts to a wire Message that serializes and parses back (as a client would)."""
+    for seq, event in enumerate(events, 1):
+        data = to_proto(RunEvent("r", seq, 0, event)).SerializeToString()
+        pb.Message.FromString(data)
+    return True
+
+
+def nested(depth: int) -> str:
+    """An arguments object nested depth levels deep (the object itself is level 1)."""
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ('{"a": 1' + "0" * 400 + "}", "a number is too large"),
+        ('{"a": -1e400}', "a number is too large"),
+        ('{"a": ' + "9" * 5000 + "}", "a number is too large"),
+        ('{"a": NaN}', "NaN is not a JSON number"),
+        ('{"a": [Infinity]}', "Infinity is not a JSON number"),
+        ('{"a": -Infinity}', "-Infinity is not a JSON number"),
+        (nested(MAX_DEPTH + 1), f"nested more than {MAX_DEPTH} levels deep"),
+        ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", f"nested more than {MAX_DEPTH} levels deep"),
+    ],
+    ids=[
+        "int-10**400",
+        "float-overflow",
+        "int-over-digit-limit",
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "deep",
+        "deeper",
+    ],
+)
+async def test_regression_tool_arguments_protobuf_cannot_carry_are_a_tool_argument_error(
+    arguments: str, problem: str
+) -> None:
+    model = ScriptedModel(tool_call(0, "add", arguments, "c1"), [TextDelta("sorry")])
+    events = await collect(model)
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert dict(call.actions[0].params) == {}
+    assert result.is_error
+    assert result.content == f"the arguments for add were not usable ({problem}); call it again"
+    assert model.sent[1][-1]["content"] == result.content, "the model is told"
+    assert converts_to_protobuf(events)
+
+
+async def test_regression_lone_surrogates_in_tool_arguments_are_replaced() -> None:
+    turn = tool_call(0, "fail", '{"reason": "x\\ud800y"}', "c1") + tool_call(1, "fail", '{"\\udc00": 1}', "c2")
+    model = ScriptedModel(turn, [TextDelta("ok")])
+    events = await collect(model)
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert [dict(a.params) for a in call.actions] == [{"reason": "x\ufffdy"}, {"\ufffd": 1}]
+    results = {e.tool_call_id: e.content for e in events if isinstance(e, ToolResult)}
+    assert results["c1"] == "RuntimeError: x\ufffdy"
+    assert converts_to_protobuf(events)
+
+
+async def test_arguments_at_the_depth_limit_reach_the_tool_and_convert_to_protobuf() -> None:
+    model = ScriptedModel(tool_call(0, "fail", nested(MAX_DEPTH), "c1"), [TextDelta("ok")])
+    events = await collect(model)
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert str(dict(call.actions[0].params)).count("{") == MAX_DEPTH
+    assert "not usable" not in next(e for e in events if isinstance(e, ToolResult)).content
+    assert converts_to_protobuf(events)
+
+
+async def test_regression_a_tool_result_with_a_lone_surrogate_is_made_utf8_safe() -> None:
+    def decode(raw: str) -> str:
+        """Returns text as a careless bytes decoder would (surrogateescape)."""
+        if raw == "fail":
+            raise ValueError(b"\xff".decode("utf-8", "surrogateescape"))
+        return b"caf\xe9".decode("utf-8", "surrogateescape")
+
+    spec = AgentSpec(name="a", instructions="", tools=(tool_from_function(decode),))
+    turn = tool_call(0, "decode", '{"raw": "ok"}', "c1") + tool_call(1, "decode", '{"raw": "fail"}', "c2")
+    events = await collect(ScriptedModel(turn, [TextDelta("done")]), spec)
+    results = {e.tool_call_id: e.content for e in events if isinstance(e, ToolResult)}
+    assert results == {"c1": "caf\ufffd", "c2": "ValueError: \ufffd"}
+    assert converts_to_protobuf(events)

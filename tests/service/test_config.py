@@ -56,3 +56,17 @@ def test_overrides_replace_only_given_fields() -> None:
 def test_max_unread_must_stay_below_max_retained() -> None:
     with pytest.raises(ValueError, match="AGENTSTREAM_MAX_UNREAD"):
         Settings.from_env({"AGENTSTREAM_MAX_UNREAD": "500", "AGENTSTREAM_MAX_RETAINED": "500"})
+
+
+def test_llm_max_tokens_defaults_to_4096_and_zero_means_not_sent() -> None:
+    assert Settings.from_env({}).llm_max_tokens == 4096
+    assert Settings.from_env({"AGENTSTREAM_LLM_MAX_TOKENS": "0"}).llm_max_tokens == 0
+    with pytest.raises(ValueError, match="AGENTSTREAM_LLM_MAX_TOKENS"):
+        Settings.from_env({"AGENTSTREAM_LLM_MAX_TOKENS": "-1"})
+
+
+def test_llm_turn_timeout_defaults_to_120_seconds_and_must_be_positive() -> None:
+    assert Settings.from_env({}).llm_turn_timeout_s == 120.0
+    assert Settings.from_env({"AGENTSTREAM_LLM_TURN_TIMEOUT": "7.5"}).llm_turn_timeout_s == 7.5
+    with pytest.raises(ValueError, match="AGENTSTREAM_LLM_TURN_TIMEOUT"):
+        Settings.from_env({"AGENTSTREAM_LLM_TURN_TIMEOUT": "0"})

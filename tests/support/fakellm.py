@@ -86,7 +86,24 @@ class RawSSE:
     events: Sequence[str]
 
 
-Response = Text | ToolCalls | HTTPError | Stall | Broken | RawSSE
+@dataclass(frozen=True)
+class Chunks:
+    """Send each payload as one ``data:`` line of ``json.dumps(payload)`` (any JSON value, well-formed or not as a
+    chunk), then ``data: [DONE]`` unless done is False, then end the body cleanly.
+
+    json.dumps escapes lone surrogates (``"\\ud800"``) and writes NaN/Infinity literals, as a sloppy upstream might.
+    """
+
+    payloads: Sequence[Any]
+    done: bool = True
+
+
+@dataclass(frozen=True)
+class NoAnswer:
+    """Read the request, then send nothing at all (not even headers) until the client hangs up."""
+
+
+Response = Text | ToolCalls | HTTPError | Stall | Broken | RawSSE | Chunks | NoAnswer
 """What the server does with one chat-completions request."""
 
 
@@ -207,6 +224,13 @@ class FakeLLM:
             payload = response.body if response.body is not None else {"error": {"message": response.message}}
             await _send_json(writer, response.status, payload, response.headers)
             return True
+        if isinstance(response, NoAnswer):
+            while await reader.read(65536):  # until the client hangs up
+                pass
+            return False
+        if isinstance(response, Chunks):
+            events = [f"data: {json.dumps(payload)}" for payload in response.payloads]
+            response = RawSSE([*events, "data: [DONE]"] if response.done else events)
         if isinstance(response, Stall | Broken | RawSSE) or body.get("stream"):
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         if isinstance(response, Stall):

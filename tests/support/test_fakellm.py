@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.support.fakellm import (
+    Chunks,
     FakeLLM,
     HTTPError,
     Stall,
@@ -108,6 +109,27 @@ async def test_http_error_raises_the_sdks_status_error(fake_llm: FakeLLM, client
     assert caught.value.code == "x"
     with pytest.raises(openai.InternalServerError, match="script exhausted"):
         await client.chat.completions.create(model="m", messages=USER)
+
+
+async def test_chunks_sends_any_json_payloads_as_data_lines(fake_llm: FakeLLM, client: openai.AsyncOpenAI) -> None:
+    payloads = [{"choices": "nope"}, [1, 2], 10**40, float("nan"), {"content": "\ud800"}]
+    fake_llm.script(Chunks(payloads), Chunks([{}], done=False))
+
+    async def lines() -> list[str]:
+        async with client.chat.completions.with_streaming_response.create(
+            model="m", messages=USER, stream=True
+        ) as response:
+            return [line async for line in response.iter_lines() if line]
+
+    assert await lines() == [
+        'data: {"choices": "nope"}',
+        "data: [1, 2]",
+        f"data: {10**40}",
+        "data: NaN",
+        'data: {"content": "\\ud800"}',
+        "data: [DONE]",
+    ]
+    assert await lines() == ["data: {}"]
 
 
 async def test_a_failing_responder_is_reported_as_a_500(fake_llm: FakeLLM, client: openai.AsyncOpenAI) -> None:

@@ -1,10 +1,22 @@
-"""LLM access: the ChatModel protocol, its deltas, and the OpenAI-compatible implementation (the only openai import)."""
+"""LLM access: the ChatModel protocol, its deltas, and the OpenAI-compatible implementation (the only openai import).
+
+Edge rules for what the endpoint streams (nothing it sends can make a later step, such as protobuf conversion,
+fail): every delta field has exactly its declared type, and a chunk field of another JSON type (a number for
+content, a string for choices, an object for arguments...) makes the chunk malformed: LLMUpstreamError, which
+ends the run in-band. Null or missing fields mean "nothing". Tool-call indexes must be integers below
+MAX_TOOL_CALL_INDEX. Token counts must be integers (not booleans or floats); a negative count is clamped to 0
+and a larger one to MAX_TOKEN_COUNT, as a bookkeeping quirk should not fail a run whose answer is fine. Every
+string is made encodable as UTF-8 (lone surrogates become U+FFFD).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import json
+import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,10 +25,35 @@ import httpx2
 import openai
 
 from agentstream_server.errors import LLMUpstreamError
+from agentstream_server.redact import RedactingFilter, redact_text, redact_url, url_secrets
 from agentstream_server.runtime.events import Usage
+from agentstream_server.runtime.utf8 import utf8_safe
 
 _DRAIN_TIMEOUT_S = 0.5
 """How long to wait for the end of a body after [DONE] before closing its connection instead of reusing it."""
+
+MAX_TOOL_CALL_INDEX = 128
+"""Tool-call indexes must be below this: the loop keeps one pending call per index a model names."""
+
+MAX_TOKEN_COUNT = 2**31 - 1
+"""Reported token counts are clamped to 0..MAX_TOKEN_COUNT."""
+
+_MAX_DETAIL = 500
+"""Longest upstream text quoted in an error message."""
+
+_MAX_LOGGED = 2000
+"""Longest upstream error text written to the log."""
+
+_NO_API_KEY = "unused"
+"""The api key the openai client is given when none is configured (it insists on one)."""
+
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""An upstream error code callers may see (e.g. context_length_exceeded): an identifier, never free text."""
+
+logger = logging.getLogger("agentstream.llm")
+
+_HTTP_LOG_FILTER = RedactingFilter()
+"""Masks the configured key and URL secrets in the HTTP client's own request log lines (they show the URL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +113,11 @@ class ChatModel(Protocol):
 def make_openai_client(
     base_url: str | None, api_key: str | None, *, timeout_s: float, max_retries: int
 ) -> openai.AsyncOpenAI:
-    """An AsyncOpenAI client for any OpenAI-compatible endpoint."""
+    """An AsyncOpenAI client for any OpenAI-compatible endpoint; its secrets are masked in the HTTP client's log."""
+    _HTTP_LOG_FILTER.add([api_key or "", *url_secrets(base_url or "")])
+    logging.getLogger("httpx2").addFilter(_HTTP_LOG_FILTER)
     return openai.AsyncOpenAI(
-        base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=max_retries
+        base_url=base_url, api_key=api_key or _NO_API_KEY, timeout=timeout_s, max_retries=max_retries
     )
 
 
@@ -87,11 +126,27 @@ class OpenAIChatModel:
 
     The SDK makes the call (auth, retries with backoff, status errors); the body is read as raw SSE lines and
     parsed with json.loads, a small fraction of the cost of the SDK's typed chunks per token.
+
+    max_tokens (None: not sent) is sent as ``max_tokens``, the parameter OpenAI-compatible servers broadly accept.
+    turn_timeout_s (None: no bound) bounds the wait for the response headers across all the SDK's tries and
+    backoffs; once the stream has started, the client's own timeout bounds each read.
     """
 
-    def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        *,
+        max_tokens: int | None = None,
+        turn_timeout_s: float | None = None,
+    ) -> None:
         self._client = client
         self._model = model
+        self._max_tokens = max_tokens
+        self._turn_timeout_s = turn_timeout_s
+        base_url = str(client.base_url)
+        self._endpoint = redact_url(base_url)
+        self._secrets = [*url_secrets(base_url), *([client.api_key] if client.api_key != _NO_API_KEY else [])]
 
     @property
     def label(self) -> str:
@@ -116,8 +171,22 @@ class OpenAIChatModel:
             request["tools"] = list(tools)
         if temperature is not None:
             request["temperature"] = temperature
+        if self._max_tokens is not None:
+            request["max_tokens"] = self._max_tokens
         try:
-            async with self._client.chat.completions.with_streaming_response.create(**request) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                deadline = asyncio.timeout(self._turn_timeout_s)
+                try:
+                    async with deadline:
+                        response = await stack.enter_async_context(
+                            self._client.chat.completions.with_streaming_response.create(**request)
+                        )
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    raise LLMUpstreamError(
+                        f"no response from the LLM endpoint within {self._turn_timeout_s:g} s (including retries)"
+                    ) from None
                 finished = False
                 pending = b""
                 chunks = response.iter_bytes()
@@ -138,10 +207,19 @@ class OpenAIChatModel:
                     return  # a last line without its newline
                 if not finished:
                     raise LLMUpstreamError("LLM stream ended before the model finished its turn (no [DONE])")
+        except LLMUpstreamError as exc:  # raised above from what the stream sent, which may echo a secret
+            raise LLMUpstreamError(self._redact(exc.message), metadata=exc.metadata) from exc.__cause__
         except openai.APIStatusError as exc:
+            # The body may echo the key (some endpoints quote the credentials they rejected): callers get the
+            # status and at most an error code; the detail goes to the log, redacted.
+            logger.warning(
+                "LLM endpoint %s returned HTTP %d: %s",
+                self._endpoint,
+                exc.status_code,
+                self._redact(exc.message)[:_MAX_LOGGED],
+            )
             raise LLMUpstreamError(
-                f"LLM endpoint returned HTTP {exc.status_code}: {_error_text(exc)}",
-                metadata={"http_status": str(exc.status_code)},
+                self._redact(_status_message(exc)), metadata={"http_status": str(exc.status_code)}
             ) from exc
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
             raise LLMUpstreamError(
@@ -149,11 +227,14 @@ class OpenAIChatModel:
             ) from exc
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
-            raise LLMUpstreamError(f"cannot reach the LLM endpoint {self._client.base_url}: {cause}") from exc
+            raise LLMUpstreamError(self._redact(f"cannot reach the LLM endpoint {self._endpoint}: {cause}")) from exc
         except (httpx2.HTTPError, httpx2.StreamError, OSError) as exc:
-            raise LLMUpstreamError(f"LLM stream broke: {type(exc).__name__}: {exc}") from exc
+            raise LLMUpstreamError(self._redact(f"LLM stream broke: {type(exc).__name__}: {exc}")) from exc
         except openai.OpenAIError as exc:
-            raise LLMUpstreamError(f"LLM call failed: {type(exc).__name__}: {exc}") from exc
+            raise LLMUpstreamError(self._redact(f"LLM call failed: {type(exc).__name__}: {exc}")) from exc
+
+    def _redact(self, text: str) -> str:
+        return redact_text(text, self._secrets)
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
@@ -164,60 +245,148 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 pass
 
 
-def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error", {})
-        if isinstance(message, dict):
-            message = message.get("message")
-        if message:
-            return str(message)
-    return exc.message
+def _status_message(exc: openai.APIStatusError) -> str:
+    """What callers are told about an HTTP error: the status, its phrase, and the upstream error code if any."""
+    try:
+        phrase = f" ({http.HTTPStatus(exc.status_code).phrase})"
+    except ValueError:
+        phrase = ""
+    code = exc.code if isinstance(exc.code, str) and _ERROR_CODE.fullmatch(exc.code) else None
+    return f"LLM endpoint returned HTTP {exc.status_code}{phrase}" + (f": {code}" if code else "")
 
 
 def _parse(data: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(data)
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, an int over 4300 digits, nested too deeply
         raise LLMUpstreamError(f"LLM stream sent malformed JSON: {data[:200]!r}") from exc
-    if not isinstance(payload, dict):
+    if type(payload) is not dict:
         raise LLMUpstreamError(f"LLM stream sent an unexpected payload: {data[:200]!r}")
     error = payload.get("error")
     if error:
-        message = error.get("message") if isinstance(error, dict) else error
-        raise LLMUpstreamError(f"LLM stream reported an error: {message}")
+        message = error.get("message") if type(error) is dict else error
+        detail = utf8_safe(message[:_MAX_DETAIL]) if type(message) is str else "(no message)"
+        raise LLMUpstreamError(f"LLM stream reported an error: {detail}")
     return payload
 
 
-def _deltas(payload: Mapping[str, Any]) -> list[LLMDelta]:
+def _deltas(payload: dict[str, Any]) -> list[LLMDelta]:
+    """The deltas of one chunk, each field of exactly its declared type; see the module's edge rules.
+
+    Per-token hot path: exact type checks (``type(x) is str``), and strings are only scanned when not ASCII.
+    """
     deltas: list[LLMDelta] = []
-    for choice in payload.get("choices") or ():
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if content or reasoning:
-            deltas.append(TextDelta(content or "", reasoning or ""))
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
+    choices = payload.get("choices")
+    if choices is not None:
+        if type(choices) is not list:
+            raise _malformed("choices", choices, "an array")
+        for choice in choices:
+            if type(choice) is not dict:
+                raise _malformed("choices[]", choice, "an object")
+            delta = choice.get("delta")
+            if delta is not None:
+                if type(delta) is not dict:
+                    raise _malformed("choices[].delta", delta, "an object")
+                content = delta.get("content")
+                if content is not None and type(content) is not str:
+                    raise _malformed("choices[].delta.content", content, "a string")
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning is not None and type(reasoning) is not str:
+                    raise _malformed("choices[].delta.reasoning_content", reasoning, "a string")
+                if content:
+                    if not content.isascii():
+                        content = utf8_safe(content)
+                    deltas.append(TextDelta(content, utf8_safe(reasoning) if reasoning else ""))
+                elif reasoning:
+                    deltas.append(TextDelta("", utf8_safe(reasoning)))
+                tool_calls = delta.get("tool_calls")
+                if tool_calls is not None:
+                    deltas.extend(_tool_call_deltas(tool_calls))
+            finish_reason = choice.get("finish_reason")
+            if finish_reason is not None:
+                if type(finish_reason) is not str:
+                    raise _malformed("choices[].finish_reason", finish_reason, "a string")
+                if finish_reason:
+                    deltas.append(Finish(utf8_safe(finish_reason)))
+    usage = payload.get("usage")
+    if usage is not None:
+        if type(usage) is not dict:
+            raise _malformed("usage", usage, "an object")
+        if usage:
             deltas.append(
-                ToolCallDelta(
-                    index=int(call.get("index", 0)),
-                    id=call.get("id"),
-                    name=function.get("name"),
-                    arguments=function.get("arguments") or "",
+                UsageReport(
+                    Usage(
+                        prompt_tokens=_token_count(usage, "prompt_tokens"),
+                        completion_tokens=_token_count(usage, "completion_tokens"),
+                        total_tokens=_token_count(usage, "total_tokens"),
+                    )
                 )
             )
-        if choice.get("finish_reason"):
-            deltas.append(Finish(choice["finish_reason"]))
-    usage = payload.get("usage")
-    if usage:
+    return deltas
+
+
+def _tool_call_deltas(tool_calls: object) -> list[LLMDelta]:
+    if type(tool_calls) is not list:
+        raise _malformed("choices[].delta.tool_calls", tool_calls, "an array")
+    deltas: list[LLMDelta] = []
+    for call in tool_calls:
+        if type(call) is not dict:
+            raise _malformed("choices[].delta.tool_calls[]", call, "an object")
+        index = call.get("index")
+        if index is None:
+            index = 0
+        elif type(index) is not int:
+            raise _malformed("choices[].delta.tool_calls[].index", index, "an integer")
+        elif not 0 <= index < MAX_TOOL_CALL_INDEX:
+            raise LLMUpstreamError(
+                "LLM stream sent a malformed chunk: choices[].delta.tool_calls[].index is out of range "
+                f"(0 to {MAX_TOOL_CALL_INDEX - 1})"
+            )
+        function = call.get("function")
+        if function is None:
+            function = {}
+        elif type(function) is not dict:
+            raise _malformed("choices[].delta.tool_calls[].function", function, "an object")
         deltas.append(
-            UsageReport(
-                Usage(
-                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0),
-                    total_tokens=int(usage.get("total_tokens") or 0),
-                )
+            ToolCallDelta(
+                index=index,
+                id=_optional_str(call.get("id"), "choices[].delta.tool_calls[].id"),
+                name=_optional_str(function.get("name"), "choices[].delta.tool_calls[].function.name"),
+                arguments=_optional_str(function.get("arguments"), "choices[].delta.tool_calls[].function.arguments")
+                or "",
             )
         )
     return deltas
+
+
+def _optional_str(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise _malformed(where, value, "a string")
+    return utf8_safe(value)
+
+
+def _token_count(usage: dict[str, Any], name: str) -> int:
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int:
+        raise _malformed(f"usage.{name}", value, "an integer")
+    return 0 if value < 0 else min(value, MAX_TOKEN_COUNT)
+
+
+_JSON_KINDS = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def _malformed(where: str, value: object, expected: str) -> LLMUpstreamError:
+    """The error for a chunk field of the wrong type; it names the field and the types, never the value."""
+    kind = _JSON_KINDS.get(type(value), "null" if value is None else type(value).__name__)
+    return LLMUpstreamError(f"LLM stream sent a malformed chunk: {where} is {kind}, expected {expected}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 
 from agentstream_server.errors import MaxStepsExceeded
 from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.arguments import parse_arguments
 from agentstream_server.runtime.coalesce import coalesce
 from agentstream_server.runtime.events import (
     Action,
@@ -26,6 +26,7 @@ from agentstream_server.runtime.events import (
 )
 from agentstream_server.runtime.llm import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
 from agentstream_server.runtime.tools import Tool, openai_tool_spec
+from agentstream_server.runtime.utf8 import utf8_safe
 
 
 @dataclass
@@ -110,10 +111,10 @@ async def run_agent(
     )
 
 
-def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tuple[tuple[Action, ...], set[str]]:
-    """The turn's calls as actions (ids made unique), and the ids of those whose arguments are not a JSON object."""
+def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tuple[tuple[Action, ...], dict[str, str]]:
+    """The turn's calls as actions (ids made unique), and what is wrong with the arguments of each unusable one."""
     actions = []
-    bad_arguments: set[str] = set()
+    bad_arguments: dict[str, str] = {}
     seen: set[str] = set()
     for index in sorted(pending):
         call = pending[index]
@@ -121,14 +122,9 @@ def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tu
         if call_id in seen:  # a model that repeats an id would otherwise get one tool message for two calls
             call_id = f"{call_id}_{index}"
         seen.add(call_id)
-        raw = "".join(call.arguments)
-        try:
-            params = json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError:
-            params = None
-        if not isinstance(params, dict):
-            bad_arguments.add(call_id)
-            params = {}
+        params, problem = parse_arguments("".join(call.arguments))
+        if problem is not None:
+            bad_arguments[call_id] = problem
         actions.append(Action(tool_name=call.name, tool_call_id=call_id, agent_name=agent_name, params=params))
     return tuple(actions), bad_arguments
 
@@ -136,7 +132,7 @@ def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tu
 async def _run_tools(
     tools: dict[str, Tool],
     actions: tuple[Action, ...],
-    bad_arguments: set[str],
+    bad_arguments: dict[str, str],
     timeout_for: Callable[[str], float],
 ) -> AsyncGenerator[ToolResult, None]:
     """Run the calls concurrently, yielding each result as it completes; closing or cancelling cancels them all.
@@ -153,7 +149,7 @@ async def _run_tools(
         try:
             async with asyncio.TaskGroup() as group:
                 for action in actions:
-                    bad = action.tool_call_id in bad_arguments
+                    bad = bad_arguments.get(action.tool_call_id)
                     group.create_task(_run_one(tools, action, bad, timeout_for(action.tool_name), queue))
         finally:
             queue.put_nowait(None)  # never blocks: one slot per call plus this one
@@ -172,7 +168,7 @@ async def _run_tools(
 async def _run_one(
     tools: dict[str, Tool],
     action: Action,
-    bad_arguments: bool,
+    bad_arguments: str | None,
     timeout_s: float,
     queue: asyncio.Queue[ToolResult | None],
 ) -> None:
@@ -181,19 +177,19 @@ async def _run_one(
     is_error = True
     if tool is None:
         content = f"unknown tool {action.tool_name!r}; available tools: {', '.join(sorted(tools)) or 'none'}"
-    elif bad_arguments:
-        content = f"the arguments for {action.tool_name} were not a valid JSON object; call it again"
+    elif bad_arguments is not None:
+        content = f"the arguments for {action.tool_name} were not usable ({bad_arguments}); call it again"
     else:
         deadline = asyncio.timeout(timeout_s)
         try:
             async with deadline:
-                content = await tool.call(action.params)
+                content = _bounded(await tool.call(action.params))
             is_error = False
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 content = f"tool {action.tool_name} did not finish within {timeout_s:g} s"
             else:
-                content = f"{type(exc).__name__}: {exc}"
+                content = _bounded(f"{type(exc).__name__}: {_describe(exc)}")
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():
@@ -209,3 +205,23 @@ async def _run_one(
             agent_name=action.agent_name,
         )
     )
+
+
+MAX_TOOL_RESULT_CHARS = 256 * 1024
+"""The most of a tool's result the model and the stream get: a result is one event, and events must stay
+well under gRPC's 4 MiB message limit on every client."""
+
+
+def _bounded(content: str) -> str:
+    """A tool's result made safe for the stream: UTF-8-encodable, and cut (saying so) past the bound."""
+    content = utf8_safe(content)  # protobuf strings must be encodable as UTF-8
+    if len(content) <= MAX_TOOL_RESULT_CHARS:
+        return content
+    return f"{content[:MAX_TOOL_RESULT_CHARS]}\n[truncated: the result was {len(content)} characters]"
+
+
+def _describe(exc: Exception) -> str:
+    try:
+        return str(exc)
+    except Exception:  # an exception whose __str__ itself fails
+        return "(its message could not be read)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agentstream_server.config import Settings
+from agentstream_server.redact import redact_url
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.demo import DemoChatModel
 from agentstream_server.runtime.llm import ChatModel, OpenAIChatModel, make_openai_client
@@ -27,17 +28,23 @@ class ModelProvider:
 
     @property
     def description(self) -> str:
-        """A log-friendly description of where LLM calls go."""
+        """A log-friendly description of where LLM calls go (credentials in the URL masked)."""
         if self._demo is not None:
             return f"{self._demo.label}: embedded demo model, no LLM endpoint configured"
-        return f"{self._settings.model} at {self._settings.openai_base_url or 'the openai SDK default endpoint'}"
+        base_url = self._settings.openai_base_url
+        return f"{self._settings.model} at {redact_url(base_url) if base_url else 'the openai SDK default endpoint'}"
 
     def model_for(self, agent: AgentSpec) -> ChatModel:
         """The chat model for an agent (its own model name, else the server default)."""
         if self._demo is not None:
             return self._demo
         assert self._client is not None
-        return OpenAIChatModel(self._client, agent.model or self._settings.model)
+        return OpenAIChatModel(
+            self._client,
+            agent.model or self._settings.model,
+            max_tokens=self._settings.llm_max_tokens or None,  # 0: not sent
+            turn_timeout_s=self._settings.llm_turn_timeout_s,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
