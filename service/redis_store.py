@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -63,6 +64,20 @@ def _seq_of(entry_id: bytes | str) -> int:
     return int(text.split("-", 1)[0])
 
 
+def _redacted(url: str) -> str:
+    """The URL with its password (in the userinfo or a ``password`` query parameter) replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in query):
+        query = [(name, "***" if name == "password" else value) for name, value in query]
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=urllib.parse.urlencode(query, safe="*")))
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)) if netloc != parts.netloc else url
+
+
 class RedisUnavailable(RuntimeError):
     """Redis cannot be reached."""
 
@@ -74,7 +89,7 @@ class RedisStore:
         self.replica_id = uuid.uuid4().hex[:12]
         # redis-py's async client is typed with sync/async unions on every command; treat replies as Any.
         self._redis: Any = aioredis.Redis.from_url(url)
-        self._url = url
+        self._url = _redacted(url)  # for messages and logs: never the password
         self._lease_ms = int(lease_s * 1000)
         self._ttl_s = int(max(ttl_s, 1))
         self._max_retained = max_retained
@@ -93,6 +108,16 @@ class RedisStore:
             raise RedisUnavailable(f"cannot reach Redis at {self._url}: {exc}") from None
         self._spawn(self._renew_leases())
         self._spawn(self._watch_control())
+
+    @contextlib.contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """The store boundary: a Redis failure inside becomes RunStoreUnavailable (UNAVAILABLE), never UNKNOWN."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:  # OSError: ConnectionError and TimeoutError that redis-py lets through
+            raise RunStoreUnavailable(
+                f"the run store (Redis at {self._url}) is unavailable: {type(exc).__name__}"
+            ) from exc
 
     async def close(self, flush_timeout_s: float = 5.0) -> None:
         """Let mirrors write what their runs ended with (bounded), then stop the background tasks and disconnect."""
@@ -113,6 +138,10 @@ class RedisStore:
 
     async def claim(self, run_id: str, agent: str, session_id: str, created_at: float) -> None:
         """Register a new run owned by this replica; raises RunAlreadyExists if any replica knows the id."""
+        with self._store_errors():
+            await self._claim(run_id, agent, session_id, created_at)
+
+    async def _claim(self, run_id: str, agent: str, session_id: str, created_at: float) -> None:
         if not await self._redis.hsetnx(_key(run_id), "owner", self.replica_id):
             raise RunAlreadyExists(f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id})
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -215,47 +244,54 @@ class RedisStore:
 
     async def describe(self, run_id: str) -> dict[bytes, bytes]:
         """The run's registry entry; raises RunNotFound. A run whose executor is gone is ended as interrupted."""
-        entry: dict[bytes, bytes] = await self._redis.hgetall(_key(run_id))
-        if not entry or b"agent" not in entry:
-            raise RunNotFound(
-                f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id}
-            )
-        if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned(run_id):
-            entry = await self._redis.hgetall(_key(run_id))
-        return entry
+        with self._store_errors():
+            entry: dict[bytes, bytes] = await self._redis.hgetall(_key(run_id))
+            if not entry or b"agent" not in entry:
+                raise RunNotFound(
+                    f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id}
+                )
+            if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned(run_id):
+                entry = await self._redis.hgetall(_key(run_id))
+            return entry
 
     async def request_cancel(self, run_id: str, reason: str) -> None:
         """Route a cancel to the replica executing the run."""
-        owner = await self._redis.hget(_key(run_id), "owner")
-        if owner is not None:
-            await self._redis.xadd(
-                f"{PREFIX}:replica:{owner.decode()}:control", {"run_id": run_id, "reason": reason}, maxlen=1000
-            )
+        with self._store_errors():
+            owner = await self._redis.hget(_key(run_id), "owner")
+            if owner is not None:
+                await self._redis.xadd(
+                    f"{PREFIX}:replica:{owner.decode()}:control", {"run_id": run_id, "reason": reason}, maxlen=1000
+                )
 
     async def follow(self, run_id: str, after_seq: int) -> AsyncIterator[pb.Message]:
-        """Yield the run's events with seq > after_seq from Redis, live, until the terminal one."""
+        """Yield the run's events with seq > after_seq from Redis, live, until the terminal one.
+
+        Raises RunStoreUnavailable when Redis fails, here or while iterating.
+        """
         key = _key(run_id, ":events")
         await self.describe(run_id)
-        top = await self._redis.xrevrange(key, count=1)
-        last_seq = _seq_of(top[0][0]) if top else 0
-        first = await self._redis.xrange(key, count=1)
+        with self._store_errors():
+            top = await self._redis.xrevrange(key, count=1)
+            last_seq = _seq_of(top[0][0]) if top else 0
+            first = await self._redis.xrange(key, count=1)
         oldest = _seq_of(first[0][0]) if first else 1
         check_subscription_position(run_id, after_seq, last_seq, oldest)
         return self._follow(run_id, key, after_seq)
 
     async def _follow(self, run_id: str, key: str, after_seq: int) -> AsyncIterator[pb.Message]:
         position = f"{after_seq}-0"
-        while True:
-            replies = await self._redis.xread({key: position}, block=BLOCK_MS, count=MIRROR_BATCH)
-            if not replies:
-                await self._interrupt_if_orphaned(run_id)
-                continue
-            for _, entries in replies:
-                for entry_id, fields in entries:
-                    position = entry_id
-                    yield pb.Message.FromString(fields[b"m"])
-                    if fields.get(b"t") == b"1":
-                        return
+        with self._store_errors():
+            while True:
+                replies = await self._redis.xread({key: position}, block=BLOCK_MS, count=MIRROR_BATCH)
+                if not replies:
+                    await self._interrupt_if_orphaned(run_id)
+                    continue
+                for _, entries in replies:
+                    for entry_id, fields in entries:
+                        position = entry_id
+                        yield pb.Message.FromString(fields[b"m"])
+                        if fields.get(b"t") == b"1":
+                            return
 
     async def _interrupt_if_orphaned(self, run_id: str) -> bool:
         """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""
@@ -301,12 +337,14 @@ class RedisStore:
         if status_of(entry) != TaskStatus.RUNNING:
             return True, status_of(entry)
         await self.request_cancel(run_id, reason)
-        top = await self._redis.xrevrange(_key(run_id, ":events"), count=1)
+        with self._store_errors():
+            top = await self._redis.xrevrange(_key(run_id, ":events"), count=1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._lease_ms / 1000 + 2):
                 async for _ in await self.follow(run_id, _seq_of(top[0][0]) if top else 0):
                     pass
-        return False, status_of(await self._redis.hgetall(_key(run_id)))
+        with self._store_errors():
+            return False, status_of(await self._redis.hgetall(_key(run_id)))
 
     async def describe_run(self, run_id: str) -> rpb.Run:
         """GetRun's answer for any run in the store."""

@@ -100,9 +100,12 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
             return
         categories = MODE_CATEGORIES[mode]
         if remote is not None:  # a run executing on another replica: its events come from the store
-            async for message in remote:
-                if categories is None or message.category in categories or message.topic == TASK_RESPONSE_TOPIC:
-                    yield message
+            try:
+                async for message in remote:
+                    if categories is None or message.category in categories or message.topic == TASK_RESPONSE_TOPIC:
+                        yield message
+            except AgentStreamError as error:  # the store failed while following: a status, never UNKNOWN
+                await _abort(context, error)
             return
         try:
             async for record in records:
