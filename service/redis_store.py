@@ -32,6 +32,18 @@ logger = logging.getLogger("agentstream.redis")
 PREFIX = "agentstream"
 MIRROR_BATCH = 512
 BLOCK_MS = 500
+CONTROL_TTL_S = 60
+"""A replica's control stream expires this long after its last cancel request (its watcher reads them at once)."""
+
+# Registers a run, with its lease and an expiry, unless its id is taken; all or nothing.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'agent', ARGV[2], 'session_id', ARGV[3], 'created_at', ARGV[4],
+           'status', 'running', 'last_seq', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
+return 1
+"""
 
 # Appends the interrupted terminal only if the executor's lease is gone and the log's top is still `top`.
 _INTERRUPT = """
@@ -85,14 +97,27 @@ class RedisUnavailable(RuntimeError):
 class RedisStore:
     """The Redis side of runs: every replica can describe, follow and cancel any run."""
 
-    def __init__(self, url: str, *, lease_s: float = 10.0, ttl_s: float = 300.0, max_retained: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease_s: float = 10.0,
+        ttl_s: float = 300.0,
+        max_retained: int = 100_000,
+        run_timeout_s: float = 600.0,
+    ) -> None:
+        """``ttl_s``: how long a finished run stays in Redis; ``run_timeout_s``: the longest a run can execute."""
         self.replica_id = uuid.uuid4().hex[:12]
         # redis-py's async client is typed with sync/async unions on every command; treat replies as Any.
         self._redis: Any = aioredis.Redis.from_url(url)
         self._url = _redacted(url)  # for messages and logs: never the password
         self._lease_ms = int(lease_s * 1000)
         self._ttl_s = int(max(ttl_s, 1))
+        # A run ends within its timeout, and its terminal then sets _ttl_s; this bounds a dead replica's runs.
+        self.live_ttl_s = int(run_timeout_s + lease_s) + self._ttl_s + 1
+        """Expiry of a running run's keys, set at claim: a run whose replica died does not live forever."""
         self._max_retained = max_retained
+        self._claim_script = self._redis.register_script(_CLAIM)
         self._interrupt = self._redis.register_script(_INTERRUPT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._mirrors: set[asyncio.Task[None]] = set()
@@ -137,21 +162,17 @@ class RedisStore:
     # ------------------------------------------------------------------------------------- executing side
 
     async def claim(self, run_id: str, agent: str, session_id: str, created_at: float) -> None:
-        """Register a new run owned by this replica; raises RunAlreadyExists if any replica knows the id."""
-        with self._store_errors():
-            await self._claim(run_id, agent, session_id, created_at)
+        """Register a new run owned by this replica; raises RunAlreadyExists if any replica knows the id.
 
-    async def _claim(self, run_id: str, agent: str, session_id: str, created_at: float) -> None:
-        if not await self._redis.hsetnx(_key(run_id), "owner", self.replica_id):
+        The run's keys expire even if this replica dies before finishing it (see ``live_ttl_s``).
+        """
+        with self._store_errors():
+            claimed = await self._claim_script(
+                keys=[_key(run_id), _key(run_id, ":lease")],
+                args=[self.replica_id, agent, session_id, repr(created_at), self._lease_ms, self.live_ttl_s],
+            )
+        if not claimed:
             raise RunAlreadyExists(f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id})
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                _key(run_id),
-                mapping={"agent": agent, "session_id": session_id, "created_at": repr(created_at), "status": "running",
-                         "last_seq": 0},
-            )  # fmt: skip
-            pipe.set(_key(run_id, ":lease"), self.replica_id, px=self._lease_ms)
-            await pipe.execute()
 
     def mirror(self, log: RunLog, cancel: Callable[[str], None], fail: Callable[[AgentStreamError], None]) -> None:
         """Copy a local run's log to Redis as it grows.
@@ -191,6 +212,8 @@ class RedisStore:
                 fields: dict[str, Any] = {"m": message, "t": "1" if record.is_terminal else "0"}
                 pipe.xadd(key, fields, id=f"{record.seq}-0", maxlen=self._max_retained, approximate=True)
             last = records[-1]
+            if records[0].seq == 1:  # this batch created the stream
+                pipe.expire(key, self.live_ttl_s)
             pipe.hset(hkey, "last_seq", last.seq)
             if last.is_terminal:
                 terminal = to_proto(last).task
@@ -259,9 +282,11 @@ class RedisStore:
         with self._store_errors():
             owner = await self._redis.hget(_key(run_id), "owner")
             if owner is not None:
-                await self._redis.xadd(
-                    f"{PREFIX}:replica:{owner.decode()}:control", {"run_id": run_id, "reason": reason}, maxlen=1000
-                )
+                control = f"{PREFIX}:replica:{owner.decode()}:control"
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.xadd(control, {"run_id": run_id, "reason": reason}, maxlen=1000)
+                    pipe.expire(control, CONTROL_TTL_S)  # the owner may be gone: do not keep its stream forever
+                    await pipe.execute()
 
     async def follow(self, run_id: str, after_seq: int) -> AsyncIterator[pb.Message]:
         """Yield the run's events with seq > after_seq from Redis, live, until the terminal one.
