@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "gpt-4o-mini"
+MIN_REDIS_CONNECTIONS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Settings:
     max_subscribers_per_run: int = 64
     store: str = "memory"
     lease_s: float = 10.0
+    redis_max_connections: int = 64
     chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
 
@@ -43,6 +45,11 @@ class Settings:
             raise ValueError(
                 f"AGENTSTREAM_MAX_UNREAD ({self.max_unread_events}) must be below "
                 f"AGENTSTREAM_MAX_RETAINED ({self.max_retained_events})"
+            )
+        if self.redis_max_connections < MIN_REDIS_CONNECTIONS:
+            raise ValueError(
+                f"AGENTSTREAM_REDIS_MAX_CONNECTIONS ({self.redis_max_connections}) must be at least "
+                f"{MIN_REDIS_CONNECTIONS}: two are held by each replica's blocking stream readers"
             )
 
     @property
@@ -119,6 +126,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_SUBSCRIBERS": ("max_subscribers_per_run", _positive_int),
     "AGENTSTREAM_STORE": ("store", str),
     "AGENTSTREAM_LEASE": ("lease_s", _positive_float),
+    "AGENTSTREAM_REDIS_MAX_CONNECTIONS": ("redis_max_connections", _positive_int),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
 }

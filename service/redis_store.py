@@ -32,6 +32,9 @@ logger = logging.getLogger("agentstream.redis")
 PREFIX = "agentstream"
 MIRROR_BATCH = 512
 BLOCK_MS = 500
+POOL_WAIT_S = 5.0
+"""How long a call waits for a free connection when all of the pool's are in use, before RunStoreUnavailable."""
+CONNECT_TIMEOUT_S = 5.0
 CONTROL_TTL_S = 60
 """A replica's control stream expires this long after its last cancel request (its watcher reads them at once)."""
 
@@ -105,11 +108,21 @@ class RedisStore:
         ttl_s: float = 300.0,
         max_retained: int = 100_000,
         run_timeout_s: float = 600.0,
+        max_connections: int = 64,
     ) -> None:
-        """``ttl_s``: how long a finished run stays in Redis; ``run_timeout_s``: the longest a run can execute."""
+        """``ttl_s``: how long a finished run stays in Redis; ``run_timeout_s``: the longest a run can execute;
+        ``max_connections``: the most connections this replica opens to Redis (callers queue for a free one).
+        """
         self.replica_id = uuid.uuid4().hex[:12]
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            client_name=f"agentstream-{self.replica_id}",  # CLIENT LIST tells the replicas apart
+        )
         # redis-py's async client is typed with sync/async unions on every command; treat replies as Any.
-        self._redis: Any = aioredis.Redis.from_url(url)
+        self._redis: Any = aioredis.Redis.from_pool(pool)
         self._url = _redacted(url)  # for messages and logs: never the password
         self._lease_ms = int(lease_s * 1000)
         self._ttl_s = int(max(ttl_s, 1))

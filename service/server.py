@@ -70,6 +70,7 @@ async def start_server(settings: Settings) -> RunningServer:
             ttl_s=settings.completed_run_ttl_s,
             max_retained=settings.max_retained_events,
             run_timeout_s=settings.run_timeout_s,
+            max_connections=settings.redis_max_connections,
         )
         await store.connect()  # refuses to start, with the URL, when Redis does not answer
     models = ModelProvider(settings)

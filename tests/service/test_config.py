@@ -48,3 +48,10 @@ def test_overrides_replace_only_given_fields() -> None:
 def test_max_unread_must_stay_below_max_retained() -> None:
     with pytest.raises(ValueError, match="AGENTSTREAM_MAX_UNREAD"):
         Settings.from_env({"AGENTSTREAM_MAX_UNREAD": "500", "AGENTSTREAM_MAX_RETAINED": "500"})
+
+
+def test_redis_max_connections_is_parsed_and_leaves_room_for_the_blocking_readers() -> None:
+    assert Settings.from_env({}).redis_max_connections == 64
+    assert Settings.from_env({"AGENTSTREAM_REDIS_MAX_CONNECTIONS": "8"}).redis_max_connections == 8
+    with pytest.raises(ValueError, match="AGENTSTREAM_REDIS_MAX_CONNECTIONS"):
+        Settings.from_env({"AGENTSTREAM_REDIS_MAX_CONNECTIONS": "3"})
