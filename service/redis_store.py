@@ -24,6 +24,7 @@ from service.errors import (
     RunStoreUnavailable,
     check_subscription_position,
 )
+from service.redis_subscribers import SubscriberSlot, SubscriberSlots
 from service.runlog import EventsNotRetained, RunLog
 from service.runtime.events import TASK_RESPONSE_TOPIC, TaskStatus
 
@@ -109,9 +110,11 @@ class RedisStore:
         max_retained: int = 100_000,
         run_timeout_s: float = 600.0,
         max_connections: int = 64,
+        max_subscribers: int = 64,
     ) -> None:
         """``ttl_s``: how long a finished run stays in Redis; ``run_timeout_s``: the longest a run can execute;
-        ``max_connections``: the most connections this replica opens to Redis (callers queue for a free one).
+        ``max_connections``: the most connections this replica opens to Redis (callers queue for a free one);
+        ``max_subscribers``: subscribers one run accepts, counted across replicas.
         """
         self.replica_id = uuid.uuid4().hex[:12]
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -136,6 +139,8 @@ class RedisStore:
         self._mirrors: set[asyncio.Task[None]] = set()
         self._local: dict[str, Callable[[str], None]] = {}
         self._failers: dict[str, Callable[[AgentStreamError], None]] = {}
+        self._max_subscribers = max_subscribers
+        self._slots = SubscriberSlots(self._redis, self.replica_id, self._lease_ms, self._spawn)
         self.healthy = True
 
     async def connect(self) -> None:
@@ -250,6 +255,7 @@ class RedisStore:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for run_id in list(self._local):
                         pipe.set(_key(run_id, ":lease"), self.replica_id, px=self._lease_ms)
+                    await self._slots.renew(pipe)
                     pipe.ping()
                     await pipe.execute()
                 self.healthy = True
@@ -301,10 +307,14 @@ class RedisStore:
                     pipe.expire(control, CONTROL_TTL_S)  # the owner may be gone: do not keep its stream forever
                     await pipe.execute()
 
-    async def follow(self, run_id: str, after_seq: int) -> AsyncIterator[pb.Message]:
+    async def follow(
+        self, run_id: str, after_seq: int, max_subscribers: int | None = None
+    ) -> AsyncIterator[pb.Message]:
         """Yield the run's events with seq > after_seq from Redis, live, until the terminal one.
 
-        Raises RunStoreUnavailable when Redis fails, here or while iterating.
+        The follower takes one of the run's ``max_subscribers`` slots (default: the store's limit), counted
+        across replicas: raises TooManySubscribers when none is left. Raises RunStoreUnavailable when Redis
+        fails, here or while iterating.
         """
         key = _key(run_id, ":events")
         await self.describe(run_id)
@@ -312,24 +322,45 @@ class RedisStore:
             top = await self._redis.xrevrange(key, count=1)
             last_seq = _seq_of(top[0][0]) if top else 0
             first = await self._redis.xrange(key, count=1)
-        oldest = _seq_of(first[0][0]) if first else 1
-        check_subscription_position(run_id, after_seq, last_seq, oldest)
-        return self._follow(run_id, key, after_seq)
+            oldest = _seq_of(first[0][0]) if first else 1
+            check_subscription_position(run_id, after_seq, last_seq, oldest)
+            limit = self._max_subscribers if max_subscribers is None else max_subscribers
+            # Not held yet: if the iterator is never started, the slot lapses after a lease.
+            slot = await self._slots.acquire(_key(run_id, ":subscribers"), run_id, limit)
+        return self._follow(run_id, key, after_seq, slot)
 
-    async def _follow(self, run_id: str, key: str, after_seq: int) -> AsyncIterator[pb.Message]:
-        position = f"{after_seq}-0"
+    async def subscriber_slot(self, run_id: str, limit: int) -> SubscriberSlot:
+        """Take and hold one of the run's ``limit`` subscriber slots, counted across replicas; release() it.
+
+        Raises TooManySubscribers when none is left, RunStoreUnavailable when Redis fails.
+        """
         with self._store_errors():
-            while True:
-                replies = await self._redis.xread({key: position}, block=BLOCK_MS, count=MIRROR_BATCH)
-                if not replies:
-                    await self._interrupt_if_orphaned(run_id)
-                    continue
-                for _, entries in replies:
-                    for entry_id, fields in entries:
-                        position = entry_id
-                        yield pb.Message.FromString(fields[b"m"])
-                        if fields.get(b"t") == b"1":
-                            return
+            slot = await self._slots.acquire(_key(run_id, ":subscribers"), run_id, limit)
+        slot.hold()
+        return slot
+
+    async def _follow(
+        self, run_id: str, key: str, after_seq: int, slot: SubscriberSlot | None
+    ) -> AsyncIterator[pb.Message]:
+        if slot is not None:
+            slot.hold()
+        position = f"{after_seq}-0"
+        try:
+            with self._store_errors():
+                while True:
+                    replies = await self._redis.xread({key: position}, block=BLOCK_MS, count=MIRROR_BATCH)
+                    if not replies:
+                        await self._interrupt_if_orphaned(run_id)
+                        continue
+                    for _, entries in replies:
+                        for entry_id, fields in entries:
+                            position = entry_id
+                            yield pb.Message.FromString(fields[b"m"])
+                            if fields.get(b"t") == b"1":
+                                return
+        finally:
+            if slot is not None:
+                slot.release()
 
     async def _interrupt_if_orphaned(self, run_id: str) -> bool:
         """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""
@@ -375,11 +406,12 @@ class RedisStore:
         if status_of(entry) != TaskStatus.RUNNING:
             return True, status_of(entry)
         await self.request_cancel(run_id, reason)
+        key = _key(run_id, ":events")
         with self._store_errors():
-            top = await self._redis.xrevrange(_key(run_id, ":events"), count=1)
+            top = await self._redis.xrevrange(key, count=1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._lease_ms / 1000 + 2):
-                async for _ in await self.follow(run_id, _seq_of(top[0][0]) if top else 0):
+                async for _ in self._follow(run_id, key, _seq_of(top[0][0]) if top else 0, None):
                     pass
         with self._store_errors():
             return False, status_of(await self._redis.hgetall(_key(run_id)))

@@ -164,7 +164,7 @@ class RunManager:
         run = self.find(run_id)
         log = run.log
         check_subscription_position(run_id, after_seq, log.last_seq, log.oldest_retained_seq)
-        if run.subscribers >= self._limits.max_subscribers_per_run:
+        if self.store is None and run.subscribers >= self._limits.max_subscribers_per_run:
             raise TooManySubscribers(
                 f"run {run_id} already has {run.subscribers} subscribers, the limit",
                 metadata={"limit": str(self._limits.max_subscribers_per_run)},
@@ -172,6 +172,10 @@ class RunManager:
         return self._subscription(run, after_seq)
 
     async def _subscription(self, run: Run, after_seq: int) -> AsyncIterator[RunEvent]:
+        # With a store, the store counts every replica's subscribers: it raises TooManySubscribers here.
+        slot = (
+            await self.store.subscriber_slot(run.run_id, self._limits.max_subscribers_per_run) if self.store else None
+        )
         run.subscribers += 1
         try:
             async for record in run.log.follow(after_seq):
@@ -181,6 +185,8 @@ class RunManager:
             raise
         finally:
             run.subscribers -= 1
+            if slot is not None:
+                slot.release()
 
     def begin_drain(self) -> None:
         """Refuse new runs from now on."""

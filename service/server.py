@@ -71,6 +71,7 @@ async def start_server(settings: Settings) -> RunningServer:
             max_retained=settings.max_retained_events,
             run_timeout_s=settings.run_timeout_s,
             max_connections=settings.redis_max_connections,
+            max_subscribers=settings.max_subscribers_per_run,
         )
         await store.connect()  # refuses to start, with the URL, when Redis does not answer
     models = ModelProvider(settings)
