@@ -25,6 +25,7 @@ from service.errors import (
     check_subscription_position,
 )
 from service.redis_subscribers import SubscriberSlot, SubscriberSlots
+from service.redis_tail import Entry, StreamTail
 from service.runlog import EventsNotRetained, RunLog
 from service.runtime.events import TASK_RESPONSE_TOPIC, TaskStatus
 
@@ -141,6 +142,13 @@ class RedisStore:
         self._failers: dict[str, Callable[[AgentStreamError], None]] = {}
         self._max_subscribers = max_subscribers
         self._slots = SubscriberSlots(self._redis, self.replica_id, self._lease_ms, self._spawn)
+        self._tail = StreamTail(
+            self._redis,
+            f"{PREFIX}:replica:{self.replica_id}:wake",
+            self._interrupt_if_orphaned,
+            block_ms=BLOCK_MS,
+            batch=MIRROR_BATCH,
+        )
         self.healthy = True
 
     async def connect(self) -> None:
@@ -151,6 +159,7 @@ class RedisStore:
             raise RedisUnavailable(f"cannot reach Redis at {self._url}: {exc}") from None
         self._spawn(self._renew_leases())
         self._spawn(self._watch_control())
+        self._spawn(self._tail.run())
 
     @contextlib.contextmanager
     def _store_errors(self) -> Iterator[None]:
@@ -342,25 +351,42 @@ class RedisStore:
     async def _follow(
         self, run_id: str, key: str, after_seq: int, slot: SubscriberSlot | None
     ) -> AsyncIterator[pb.Message]:
+        # Catches up with XRANGE, then takes live entries from the replica's shared tail: no connection held.
         if slot is not None:
             slot.hold()
-        position = f"{after_seq}-0"
+        position = after_seq
+        watching = False
         try:
             with self._store_errors():
                 while True:
-                    replies = await self._redis.xread({key: position}, block=BLOCK_MS, count=MIRROR_BATCH)
-                    if not replies:
-                        await self._interrupt_if_orphaned(run_id)
+                    batch = self._tail.read(key, position) if watching else None
+                    if batch is None:
+                        batch = await self._read(key, position)
+                        if not batch:
+                            if watching:  # the tail has entries that Redis no longer has: the run's keys expired
+                                raise RunNotFound(f"run {run_id!r} is no longer in the run store")
+                            await self._tail.watch(run_id, key, position)
+                            watching = True
+                            continue
+                    if not batch:
+                        await self._tail.wait(key, position)
                         continue
-                    for _, entries in replies:
-                        for entry_id, fields in entries:
-                            position = entry_id
-                            yield pb.Message.FromString(fields[b"m"])
-                            if fields.get(b"t") == b"1":
-                                return
+                    if batch[0][0] != position + 1:  # trimmed before this follower read them: never a silent gap
+                        check_subscription_position(run_id, position, batch[-1][0], batch[0][0])
+                    for seq, message, terminal in batch:
+                        position = seq
+                        yield pb.Message.FromString(message)
+                        if terminal:
+                            return
         finally:
+            if watching:
+                self._tail.unwatch(key)
             if slot is not None:
                 slot.release()
+
+    async def _read(self, key: str, after: int) -> list[Entry]:
+        entries = await self._redis.xrange(key, min=f"({after}-0", count=MIRROR_BATCH)
+        return [(_seq_of(entry_id), fields[b"m"], fields.get(b"t") == b"1") for entry_id, fields in entries]
 
     async def _interrupt_if_orphaned(self, run_id: str) -> bool:
         """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""

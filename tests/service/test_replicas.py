@@ -206,3 +206,54 @@ async def test_regression_a_follower_slot_lapses_when_its_follower_never_runs(
                     break
                 await asyncio.sleep(0.05)
         await on_a.cancel_run(run_id)
+
+
+async def replica_connections(redis: aioredis.Redis, replica_id: str) -> int:
+    """How many connections one replica has open to Redis (they are named after it)."""
+    clients = await redis.client_list()
+    return sum(1 for c in clients if c.get("name") == f"agentstream-{replica_id}")
+
+
+async def test_regression_followers_on_a_replica_share_its_redis_connections(
+    fake_llm: FakeLLM, start: StartServer, redis_url: str
+) -> None:
+    followers_count = 20
+    a = await start(store=redis_url)
+    b = await start(store=redis_url, redis_max_connections=4)  # fewer connections than followers
+    assert b.store is not None
+    fake_llm.script(Stall(["Hel"]))
+    redis = aioredis.Redis.from_url(redis_url)
+    async with Client(f"127.0.0.1:{a.port}") as on_a, Client(f"127.0.0.1:{b.port}") as on_b:
+        run_id = await on_a.start_run("hi")
+        followers = []
+        for _ in range(followers_count):  # one at a time: a burst of subscribes may briefly use more connections
+            follower = on_b.subscribe_run(run_id, streaming_mode=StreamingMode.ALL)
+            await anext(follower)
+            followers.append(follower)
+        assert await replica_connections(redis, b.store.replica_id) <= 4
+        await on_a.cancel_run(run_id)
+        for follower in followers:
+            rest = [m async for m in follower]
+            terminal = rest[-1]
+            assert isinstance(terminal, TaskMessage)
+            assert terminal.payload.status == TaskStatus.CANCELLED
+    await redis.aclose()
+
+
+async def test_followers_sharing_the_tail_each_see_every_event_of_a_long_run(
+    fake_llm: FakeLLM, start: StartServer, redis_url: str
+) -> None:
+    a, b = await start(store=redis_url), await start(store=redis_url, redis_max_connections=4)
+    fake_llm.script(Text([f"t{i} " for i in range(1500)], delay_s=0.0005))
+    async with Client(f"127.0.0.1:{a.port}") as on_a, Client(f"127.0.0.1:{b.port}") as on_b:
+        run_id = await on_a.start_run("hi")
+
+        async def follow(after_seq: int) -> list[int]:
+            return [
+                m.seq async for m in on_b.subscribe_run(run_id, after_seq=after_seq, streaming_mode=StreamingMode.ALL)
+            ]
+
+        runs = await asyncio.gather(*(follow(0) for _ in range(8)), follow(1))
+    assert all(seqs == list(range(1, len(runs[0]) + 1)) for seqs in runs[:-1])
+    assert runs[-1] == runs[0][1:]
+    assert len(runs[0]) > 1500
