@@ -431,10 +431,10 @@ class RedisStore:
         entry = await self.describe(run_id)
         if status_of(entry) != TaskStatus.RUNNING:
             return True, status_of(entry)
-        await self.request_cancel(run_id, reason)
         key = _key(run_id, ":events")
-        with self._store_errors():
+        with self._store_errors():  # before the request: the terminal may be written before we look again
             top = await self._redis.xrevrange(key, count=1)
+        await self.request_cancel(run_id, reason)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._lease_ms / 1000 + 2):
                 async for _ in self._follow(run_id, key, _seq_of(top[0][0]) if top else 0, None):

@@ -257,3 +257,17 @@ async def test_followers_sharing_the_tail_each_see_every_event_of_a_long_run(
     assert all(seqs == list(range(1, len(runs[0]) + 1)) for seqs in runs[:-1])
     assert runs[-1] == runs[0][1:]
     assert len(runs[0]) > 1500
+
+
+async def test_regression_cancel_through_another_replica_does_not_wait_out_its_lease(
+    fake_llm: FakeLLM, start: StartServer, redis_url: str
+) -> None:
+    # B looked for the terminal only after routing the cancel, so a fast terminal was missed and B waited
+    # lease + 2 s; with a lease longer than the test timeout, that bug fails this test.
+    a, b = await start(store=redis_url), await start(store=redis_url, lease_s=120)
+    async with Client(f"127.0.0.1:{a.port}") as on_a, Client(f"127.0.0.1:{b.port}") as on_b:
+        for _ in range(5):
+            fake_llm.script(Stall(["Hel"]))
+            run_id = await on_a.start_run("hi")
+            result = await on_b.cancel_run(run_id, reason="stop")
+            assert (result.already_finished, result.status) == (False, TaskStatus.CANCELLED)
