@@ -11,6 +11,7 @@ from typing import Any
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MAX_UNREAD_EVENTS = 10_000
 DEFAULT_MAX_RETAINED_EVENTS = 100_000
+MIN_REDIS_CONNECTIONS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class Settings:
     max_subscribers_per_run: int = 64
     store: str = "memory"
     lease_s: float = 10.0
+    redis_max_connections: int = 64
     chunk_window_ms: int = 0
     demo_token_delay_s: float = 0.02
     max_finished_runs: int = 10_000
@@ -59,6 +61,11 @@ class Settings:
             raise ValueError(
                 f"AGENTSTREAM_MAX_UNREAD ({self.max_unread_events}) must be below "
                 f"AGENTSTREAM_MAX_RETAINED ({self.max_retained_events})"
+            )
+        if self.redis_max_connections < MIN_REDIS_CONNECTIONS:
+            raise ValueError(
+                f"AGENTSTREAM_REDIS_MAX_CONNECTIONS ({self.redis_max_connections}) must be at least "
+                f"{MIN_REDIS_CONNECTIONS}: two are held by each replica's blocking stream readers"
             )
 
     @property
@@ -146,6 +153,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_SUBSCRIBERS": ("max_subscribers_per_run", _positive_int),
     "AGENTSTREAM_STORE": ("store", str),
     "AGENTSTREAM_LEASE": ("lease_s", _positive_float),
+    "AGENTSTREAM_REDIS_MAX_CONNECTIONS": ("redis_max_connections", _positive_int),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
     "AGENTSTREAM_MAX_FINISHED_RUNS": ("max_finished_runs", _non_negative_int),

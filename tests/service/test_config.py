@@ -70,3 +70,10 @@ def test_llm_turn_timeout_defaults_to_120_seconds_and_must_be_positive() -> None
     assert Settings.from_env({"AGENTSTREAM_LLM_TURN_TIMEOUT": "7.5"}).llm_turn_timeout_s == 7.5
     with pytest.raises(ValueError, match="AGENTSTREAM_LLM_TURN_TIMEOUT"):
         Settings.from_env({"AGENTSTREAM_LLM_TURN_TIMEOUT": "0"})
+
+
+def test_redis_max_connections_is_parsed_and_leaves_room_for_the_blocking_readers() -> None:
+    assert Settings.from_env({}).redis_max_connections == 64
+    assert Settings.from_env({"AGENTSTREAM_REDIS_MAX_CONNECTIONS": "8"}).redis_max_connections == 8
+    with pytest.raises(ValueError, match="AGENTSTREAM_REDIS_MAX_CONNECTIONS"):
+        Settings.from_env({"AGENTSTREAM_REDIS_MAX_CONNECTIONS": "3"})

@@ -35,17 +35,21 @@ class RedisProcess:
 
 
 @contextmanager
-def redis_server(port: int | None = None) -> Iterator[RedisProcess]:
-    """Run redis-server (installed by `make test`) for the duration, on the given or a free port."""
+def redis_server(port: int | None = None, password: str | None = None) -> Iterator[RedisProcess]:
+    """Run redis-server (installed by `make test`) for the duration, on the given or a free port.
+
+    With ``password`` it requires AUTH, and its URL carries the password.
+    """
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed: `make test` installs it (apt-get install redis-server)"
     port = port or free_port()
+    auth = ["--requirepass", password] if password else []
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *auth],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://:{password}@127.0.0.1:{port}/0" if password else f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
         deadline = time.monotonic() + 10

@@ -23,6 +23,8 @@ async def open_store(settings: Settings) -> RunStore:
         lease_s=settings.lease_s,
         ttl_s=settings.completed_run_ttl_s,
         max_retained=settings.max_retained_events,
+        run_timeout_s=settings.run_timeout_s,
+        max_connections=settings.redis_max_connections,
     )
     await store.connect()
     return store

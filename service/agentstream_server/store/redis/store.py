@@ -1,0 +1,399 @@
+"""The Redis RunStore: runs shared across replicas (registry hashes, event Streams, leases, routed cancels)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from agentstream_server.errors import (
+    InternalError,
+    RunAlreadyExists,
+    RunInterrupted,
+    RunNotFound,
+    RunStoreUnavailable,
+    check_subscription_position,
+)
+from agentstream_server.redact import redact_url
+from agentstream_server.runtime.events import RunEvent, TaskError, TaskFinished, TaskStatus
+from agentstream_server.store.base import NewRun, RunControl, RunInfo
+from agentstream_server.store.codec import CodecError, decode_record, decode_terminal, encode_record, encode_terminal
+from agentstream_server.store.log import EventsNotRetained, RunLog
+from agentstream_server.store.redis import scripts
+from agentstream_server.store.redis.scripts import control_key, run_key, seq_of
+from agentstream_server.store.redis.subscribers import SubscriberSlots
+from agentstream_server.store.redis.tail import Entry, StreamTail
+
+logger = logging.getLogger("agentstream.redis")
+
+MIRROR_BATCH = 512
+BLOCK_MS = 500
+POOL_WAIT_S = 5.0
+"""How long a call waits for a free connection when all of the pool's are in use, before RunStoreUnavailable."""
+CONNECT_TIMEOUT_S = 5.0
+CONTROL_TTL_S = 60
+"""A replica's control stream expires this long after its last cancel request (its watcher reads them at once)."""
+CLOSE_TIMEOUT_S = 2.0
+INTERRUPTED_MESSAGE = "run interrupted: the replica executing it stopped renewing its lease"
+STATUS_BY_NAME = {status.value: status for status in TaskStatus}
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis cannot be reached at start-up."""
+
+
+class RedisStore:
+    """Every replica on one Redis can describe, follow and cancel any run; each mirrors the runs it executes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease_s: float,
+        ttl_s: float,
+        max_retained: int,
+        run_timeout_s: float,
+        max_connections: int,
+    ) -> None:
+        """``ttl_s``: how long a finished run stays in Redis; ``run_timeout_s``: the longest a run can execute;
+        ``max_connections``: the most connections this replica opens to Redis (callers queue for a free one)."""
+        self.replica_id = uuid.uuid4().hex[:12]
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            client_name=f"agentstream-{self.replica_id}",  # CLIENT LIST tells the replicas apart
+        )
+        # redis-py's async client is typed with sync/async unions on every command; treat replies as Any.
+        self._redis: Any = aioredis.Redis.from_pool(pool)
+        self._url = redact_url(url)  # for messages and logs: never the password
+        self._lease_ms = int(lease_s * 1000)
+        self._ttl_s = int(max(ttl_s, 1))
+        # A run ends within its timeout, and its terminal then sets _ttl_s; this bounds a dead replica's runs.
+        self.live_ttl_s = int(run_timeout_s + lease_s) + self._ttl_s + 1
+        """Expiry of a running run's keys, set at claim: a run whose replica died does not live forever."""
+        self._max_retained = max_retained
+        self._claim = self._redis.register_script(scripts.CLAIM)
+        self._interrupt = self._redis.register_script(scripts.INTERRUPT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._mirrors: set[asyncio.Task[None]] = set()
+        self._controls: dict[str, RunControl] = {}
+        self._slots = SubscriberSlots(self._redis, self.replica_id, self._lease_ms, self._spawn)
+        self._tail = StreamTail(
+            self._redis, scripts.wake_key(self.replica_id), self._interrupt_if_orphaned, block_ms=BLOCK_MS,
+            batch=MIRROR_BATCH,
+        )  # fmt: skip
+        self._healthy = True
+
+    @property
+    def healthy(self) -> bool:
+        """False while Redis does not answer (health reports NOT_SERVING)."""
+        return self._healthy
+
+    @property
+    def description(self) -> str:
+        """For the start-up log line (the URL's password redacted)."""
+        return f"redis at {self._url}, replica {self.replica_id}"
+
+    async def connect(self) -> None:
+        """Check that Redis answers, then start the background loops; raises RedisUnavailable naming it."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {self._url}: {type(exc).__name__}: {exc}") from None
+        self._spawn(self._renew_leases())
+        self._spawn(self._watch_control())
+        self._spawn(self._tail.run())
+
+    async def close(self, flush_timeout_s: float = 5.0) -> None:
+        """Let mirrors write what their runs ended with (bounded), then stop the background tasks and disconnect."""
+        if self._mirrors:
+            await asyncio.wait(list(self._mirrors), timeout=flush_timeout_s)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:  # bounded: closing never hangs on a background task, whatever it waits on
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+            if stuck:
+                logger.warning("%d background tasks did not stop within %.0f s: %s", len(stuck), CLOSE_TIMEOUT_S, stuck)
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    @contextlib.contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """The store boundary: a Redis failure inside becomes RunStoreUnavailable (UNAVAILABLE), never UNKNOWN."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:  # OSError: ConnectionError and TimeoutError that redis-py lets through
+            raise RunStoreUnavailable(
+                f"the run store (Redis at {self._url}) is unavailable: {type(exc).__name__}"
+            ) from exc
+        except CodecError as exc:
+            raise InternalError(f"the run store holds an entry that is not a run event: {exc}") from exc
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------------------------- executing side
+
+    async def claim(self, run: NewRun) -> None:
+        """Register a run owned by this replica; RunAlreadyExists if any replica knows the id.
+
+        The run's keys expire even if this replica dies before finishing it (see ``live_ttl_s``).
+        """
+        with self._store_errors():
+            claimed = await self._claim(
+                keys=[run_key(run.run_id), run_key(run.run_id, ":lease")],
+                args=[self.replica_id, run.agent, run.session_id, repr(run.created_at), self._lease_ms,
+                      self.live_ttl_s],
+            )  # fmt: skip
+        if not claimed:
+            raise RunAlreadyExists(
+                f"run_id {run.run_id!r} is already in use", field="run_id", metadata={"run_id": run.run_id}
+            )
+
+    def publish(self, log: RunLog, control: RunControl) -> asyncio.Future[None]:
+        """Mirror a local run's log to Redis as it grows; done once its terminal event is written (or lost)."""
+        self._controls[log.run_id] = control
+        task = self._spawn(self._mirror(log, control))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+        return task
+
+    async def _mirror(self, log: RunLog, control: RunControl) -> None:
+        key, hkey = run_key(log.run_id, ":events"), run_key(log.run_id)
+        pending: list[RunEvent] = []
+        try:
+            async for record in log.follow():
+                pending.append(record)
+                if len(pending) < MIRROR_BATCH and record.seq < log.last_seq and not record.is_terminal:
+                    continue
+                await self._flush(key, hkey, log.run_id, pending)
+                pending = []
+        except (RedisError, OSError) as exc:
+            self._healthy = False
+            logger.error("run %s: lost Redis while mirroring: %s", log.run_id, type(exc).__name__)
+            control.fail(RunStoreUnavailable(f"lost the run store (Redis at {self._url}): {type(exc).__name__}"))
+        except EventsNotRetained:
+            control.fail(RunStoreUnavailable("the run store (Redis) fell behind the run's log"))
+        finally:
+            self._controls.pop(log.run_id, None)
+
+    async def _flush(self, key: str, hkey: str, run_id: str, records: list[RunEvent]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                fields = {"m": encode_record(record), "t": "1" if record.is_terminal else "0"}
+                pipe.xadd(key, fields, id=f"{record.seq}-0", maxlen=self._max_retained, approximate=True)
+            last = records[-1]
+            if records[0].seq == 1:  # this batch created the stream
+                pipe.expire(key, self.live_ttl_s)
+            pipe.hset(hkey, "last_seq", last.seq)
+            if isinstance(last.event, TaskFinished):
+                pipe.hset(
+                    hkey,
+                    mapping={"status": last.event.status.value, "finished_at": repr(time.time()),
+                             "terminal": encode_terminal(last.event)},
+                )  # fmt: skip
+                pipe.delete(run_key(run_id, ":lease"))
+                for suffix in ("", ":events"):
+                    pipe.expire(run_key(run_id, suffix), self._ttl_s)
+            results = await pipe.execute(raise_on_error=False)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            raise errors[0] if isinstance(errors[0], RedisError) else RedisError(str(errors[0]))
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for run_id in list(self._controls):
+                        pipe.set(run_key(run_id, ":lease"), self.replica_id, px=self._lease_ms)
+                    await self._slots.renew(pipe)
+                    pipe.ping()
+                    await pipe.execute()
+                self._healthy = True
+            except (RedisError, OSError) as exc:
+                if self._healthy:
+                    logger.error("lost Redis at %s: %s", self._url, type(exc).__name__)
+                self._healthy = False
+                for control in list(self._controls.values()):  # runs whose events can no longer be shared
+                    control.fail(RunStoreUnavailable(f"lost the run store (Redis at {self._url})"))
+
+    async def _watch_control(self) -> None:
+        stream = control_key(self.replica_id)
+        last = "0-0"  # the stream is this replica's alone (a new id per process): every entry in it is for us
+        while True:
+            try:
+                replies = await self._redis.xread({stream: last}, block=BLOCK_MS, count=100)
+            except (RedisError, OSError):
+                await asyncio.sleep(BLOCK_MS / 1000)
+                continue
+            for _, entries in replies or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    control = self._controls.get(fields[b"run_id"].decode())
+                    if control is not None:
+                        control.cancel(fields.get(b"reason", b"").decode())
+
+    # ---------------------------------------------------------------------------------------- any replica
+
+    async def read(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+        """The run's events with seq > after_seq, live, to its terminal event (RunNotFound/SeqOutOfRange at once)."""
+        key = run_key(run_id, ":events")
+        await self._entry(run_id)
+        with self._store_errors():
+            top = await self._redis.xrevrange(key, count=1)
+            last_seq = seq_of(top[0][0]) if top else 0
+            first = await self._redis.xrange(key, count=1)
+            oldest = seq_of(first[0][0]) if first else 1
+        check_subscription_position(run_id, after_seq, last_seq, oldest)
+        if top and after_seq == last_seq and top[0][1].get(b"t") == b"1":
+            return _nothing()  # the reader has the terminal event already: nothing more will come
+        return self._follow(run_id, key, after_seq)
+
+    async def _follow(self, run_id: str, key: str, after_seq: int) -> AsyncIterator[RunEvent]:
+        # Catches up with XRANGE, then takes live entries from the replica's shared tail: no connection held.
+        position = after_seq
+        watching = False
+        try:
+            with self._store_errors():
+                while True:
+                    batch = self._tail.read(key, position) if watching else None
+                    if batch is None:
+                        batch = await self._read(key, position)
+                        if not batch:
+                            if watching:  # the tail has entries that Redis no longer has: the run's keys expired
+                                raise RunNotFound(f"run {run_id!r} is no longer in the run store")
+                            await self._tail.watch(run_id, key, position)
+                            watching = True
+                            continue
+                    if not batch:
+                        await self._tail.wait(key, position)
+                        continue
+                    if batch[0][0] != position + 1:  # trimmed before this follower read them: never a silent gap
+                        check_subscription_position(run_id, position, batch[-1][0], batch[0][0])
+                    for seq, record in batch:
+                        position = seq
+                        yield record
+                        if record.is_terminal:
+                            return
+        finally:
+            if watching:
+                self._tail.unwatch(key)
+
+    async def _read(self, key: str, after: int) -> list[Entry]:
+        entries = await self._redis.xrange(key, min=f"({after}-0", count=MIRROR_BATCH)
+        return [(seq_of(entry_id), decode_record(fields[b"m"])) for entry_id, fields in entries]
+
+    async def describe(self, run_id: str) -> RunInfo:
+        """What the registry says about the run (a run whose executor died is ended INTERRUPTED first)."""
+        entry = await self._entry(run_id)
+        with self._store_errors():
+            terminal = decode_terminal(entry[b"terminal"]) if b"terminal" in entry else None
+        return RunInfo(
+            run_id=run_id,
+            agent=entry.get(b"agent", b"").decode(),
+            session_id=entry.get(b"session_id", b"").decode(),
+            status=_status_of(entry),
+            created_at=float(entry.get(b"created_at", b"0")),
+            finished_at=float(entry[b"finished_at"]) if b"finished_at" in entry else None,
+            last_seq=int(entry.get(b"last_seq", b"0")),
+            terminal=terminal,
+        )
+
+    async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
+        """Route a cancel to the replica executing the run and wait (bounded) for its terminal event."""
+        entry = await self._entry(run_id)
+        if _status_of(entry) != TaskStatus.RUNNING:
+            return True, _status_of(entry)
+        key = run_key(run_id, ":events")
+        with self._store_errors():  # read before the request: the terminal may be written before we look again
+            top = await self._redis.xrevrange(key, count=1)
+            owner = entry.get(b"owner", b"").decode()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(control_key(owner), {"run_id": run_id, "reason": reason}, maxlen=1000)
+                pipe.expire(control_key(owner), CONTROL_TTL_S)  # the owner may be gone: do not keep its stream
+                await pipe.execute()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._lease_ms / 1000 + 2):
+                async for _ in self._follow(run_id, key, seq_of(top[0][0]) if top else 0):
+                    pass
+        with self._store_errors():
+            return False, _status_of(await self._redis.hgetall(run_key(run_id)))
+
+    @contextlib.asynccontextmanager
+    async def subscriber(self, run_id: str, limit: int) -> AsyncIterator[None]:
+        """Hold one of the run's subscriber slots, counted across replicas (renewed with the leases)."""
+        with self._store_errors():
+            slot = await self._slots.acquire(run_key(run_id, ":subscribers"), run_id, limit)
+        slot.hold()
+        try:
+            yield
+        finally:
+            slot.release()
+
+    async def _entry(self, run_id: str) -> dict[bytes, bytes]:
+        with self._store_errors():
+            entry: dict[bytes, bytes] = await self._redis.hgetall(run_key(run_id))
+            if not entry or b"agent" not in entry:
+                raise RunNotFound(
+                    f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id}
+                )
+            if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned(run_id):
+                entry = await self._redis.hgetall(run_key(run_id))
+            return entry
+
+    async def _interrupt_if_orphaned(self, run_id: str) -> bool:
+        """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""
+        key = run_key(run_id, ":events")
+        for _ in range(5):
+            if await self._redis.exists(run_key(run_id, ":lease")):
+                return False
+            top = await self._redis.xrevrange(key, count=1)
+            top_id = top[0][0].decode() if top else "0-0"
+            seq = seq_of(top_id) + 1
+            entry = await self._redis.hgetall(run_key(run_id))
+            terminal = TaskFinished(
+                status=TaskStatus.INTERRUPTED, success=False, answer="", msg=INTERRUPTED_MESSAGE,
+                agent_name=entry.get(b"agent", b"").decode(),
+                error=TaskError(reason=RunInterrupted.reason, code=RunInterrupted.code),
+            )  # fmt: skip
+            record = RunEvent(
+                run_id=run_id, seq=seq, timestamp_ns=time.time_ns(), event=terminal,
+                session_id=entry.get(b"session_id", b"").decode(), sender="agentstream",
+            )  # fmt: skip
+            try:
+                result = await self._interrupt(
+                    keys=[key, run_key(run_id, ":lease"), run_key(run_id)],
+                    args=[top_id, f"{seq}-0", encode_record(record), TaskStatus.INTERRUPTED.value,
+                          repr(time.time()), seq, encode_terminal(terminal)],
+                )  # fmt: skip
+            except ResponseError:
+                return False
+            if result != -1:
+                if result == 1:
+                    for suffix in ("", ":events"):
+                        await self._redis.expire(run_key(run_id, suffix), self._ttl_s)
+                return bool(result)
+        return False
+
+
+async def _nothing() -> AsyncIterator[RunEvent]:
+    return
+    yield
+
+
+def _status_of(entry: dict[bytes, bytes]) -> TaskStatus:
+    return STATUS_BY_NAME.get(entry.get(b"status", b"running").decode(), TaskStatus.RUNNING)
