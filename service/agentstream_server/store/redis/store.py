@@ -342,7 +342,7 @@ class RedisStore:
         try:
             yield
         finally:
-            slot.release()
+            await asyncio.shield(slot.release())  # a cancelled subscriber still gives its slot back
 
     async def _entry(self, run_id: str) -> dict[bytes, bytes]:
         with self._store_errors():

@@ -55,14 +55,14 @@ class SubscriberSlot:
         """Keep the slot from lapsing (renewed with the replica's leases) until release()."""
         self._slots.held.setdefault(self.key, set()).add(self.member)
 
-    def release(self) -> None:
-        """Give the slot back: stop renewing it and remove it from Redis in the background."""
+    async def release(self) -> None:
+        """Give the slot back: stop renewing it and remove it from Redis (if Redis is gone, it lapses)."""
         members = self._slots.held.get(self.key)
         if members is not None:
             members.discard(self.member)
             if not members:
                 del self._slots.held[self.key]
-        self._slots.spawn(self._slots.remove(self.key, self.member))
+        await self._slots.remove(self.key, self.member)
 
 
 class SubscriberSlots:
