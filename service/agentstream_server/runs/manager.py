@@ -21,14 +21,13 @@ from agentstream_server.errors import (
     RunAlreadyExists,
     ServerDraining,
     TooManyRuns,
-    check_subscription_position,
 )
 from agentstream_server.runs.execution import ModelFactory, Run
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import RunEvent, TaskStatus
 from agentstream_server.store.base import NewRun, RunInfo, RunStore
-from agentstream_server.store.log import EventsNotRetained
+from agentstream_server.store.log import subscription
 
 logger = logging.getLogger("agentstream.runs")
 
@@ -170,9 +169,7 @@ class RunManager:
         try:
             run = self._local.get(run_id)
             if run is not None:
-                log = run.log
-                check_subscription_position(run_id, after_seq, log.last_seq, log.oldest_retained_seq)
-                records = _local_follow(run, after_seq)
+                records = subscription(run.log, after_seq)
             else:
                 records = await self.store.read(run_id, after_seq)
         except BaseException as exc:
@@ -264,18 +261,6 @@ class RunManager:
             (run.finished_at or time.time()) - run.created_at,
             terminal.status.value if terminal is not None else "unknown",
         )
-
-
-async def _local_follow(run: Run, after_seq: int) -> AsyncIterator[RunEvent]:
-    position = after_seq
-    log = run.log
-    try:
-        async for record in log.follow(after_seq):
-            position = record.seq
-            yield record
-    except EventsNotRetained as gap:  # fell behind the retention while following: never a silent gap
-        check_subscription_position(run.run_id, position, log.last_seq, gap.oldest_seq)
-        raise
 
 
 async def _holding(

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from agentstream_server.config import DEFAULT_MAX_RETAINED_EVENTS, DEFAULT_MAX_UNREAD_EVENTS
+from agentstream_server.errors import check_subscription_position
 from agentstream_server.runtime.events import Action, Chunk, Event, RunEvent, TaskFinished
 
 RECORD_OVERHEAD_BYTES = 200
@@ -240,3 +241,21 @@ class RunLog:
     def _stop_pacing(self) -> None:
         self._pacing = False
         self._reader_advanced(self._last_seq)
+
+
+def subscription(log: RunLog, after_seq: int) -> AsyncIterator[RunEvent]:
+    """A subscriber's cursor over a log after after_seq: SeqOutOfRange at once when it cannot be served, and
+    while following if it falls behind the retention (never a silent gap)."""
+    check_subscription_position(log.run_id, after_seq, log.last_seq, log.oldest_retained_seq)
+    return _subscription(log, after_seq)
+
+
+async def _subscription(log: RunLog, after_seq: int) -> AsyncIterator[RunEvent]:
+    position = after_seq
+    try:
+        async for record in log.follow(after_seq):
+            position = record.seq
+            yield record
+    except EventsNotRetained as gap:
+        check_subscription_position(log.run_id, position, log.last_seq, gap.oldest_seq)
+        raise

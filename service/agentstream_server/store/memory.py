@@ -13,11 +13,10 @@ from agentstream_server.errors import (
     RunAlreadyExists,
     RunNotFound,
     TooManySubscribers,
-    check_subscription_position,
 )
 from agentstream_server.runtime.events import RunEvent, TaskStatus
 from agentstream_server.store.base import NewRun, RunControl, RunInfo
-from agentstream_server.store.log import EventsNotRetained, RunLog
+from agentstream_server.store.log import RunLog, subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +91,7 @@ class MemoryStore:
 
     async def read(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
         """A cursor over the run's log after after_seq."""
-        log = self._log(run_id)
-        check_subscription_position(run_id, after_seq, log.last_seq, log.oldest_retained_seq)
-        return _follow(log, after_seq)
+        return subscription(self._log(run_id), after_seq)
 
     async def describe(self, run_id: str) -> RunInfo:
         """What is known about the run."""
@@ -203,13 +200,3 @@ class MemoryStore:
             self._forget_oldest()
         self._schedule_expiry()
 
-
-async def _follow(log: RunLog, after_seq: int) -> AsyncIterator[RunEvent]:
-    position = after_seq
-    try:
-        async for record in log.follow(after_seq):
-            position = record.seq
-            yield record
-    except EventsNotRetained as gap:  # fell behind the retention while following: never a silent gap
-        check_subscription_position(log.run_id, position, log.last_seq, gap.oldest_seq)
-        raise
