@@ -389,3 +389,19 @@ async def test_with_a_turn_timeout_per_try_timeouts_and_retries_still_apply(fake
         await collect(OpenAIChatModel(client, "m", turn_timeout_s=30))
     await client.close()
     assert len(fake_llm.requests) == 2
+
+
+async def test_regression_an_sse_line_without_a_newline_is_bounded(fake_llm: FakeLLM, model: OpenAIChatModel) -> None:
+    from agentstream_server.runtime.llm import MAX_SSE_LINE_BYTES
+
+    fake_llm.script(RawSSE(["data: " + "x" * (MAX_SSE_LINE_BYTES + 1024)]))
+    with pytest.raises(LLMUpstreamError, match=f"longer than {MAX_SSE_LINE_BYTES} bytes"):
+        await collect(model)
+
+
+async def test_a_long_chunk_split_across_many_reads_arrives_whole(fake_llm: FakeLLM, model: OpenAIChatModel) -> None:
+    content = "z" * (2 * 1024 * 1024)
+    chunk = {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": "stop"}]}
+    fake_llm.script(RawSSE([f"data: {json.dumps(chunk)}", "data: [DONE]"]))
+    deltas = await collect(model)
+    assert [d.content for d in deltas if isinstance(d, TextDelta)] == [content]

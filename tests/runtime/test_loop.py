@@ -538,3 +538,41 @@ async def test_regression_a_tool_result_with_a_lone_surrogate_is_made_utf8_safe(
     results = {e.tool_call_id: e.content for e in events if isinstance(e, ToolResult)}
     assert results == {"c1": "caf\ufffd", "c2": "ValueError: \ufffd"}
     assert converts_to_protobuf(events)
+
+
+async def test_regression_tool_arguments_past_the_bound_are_refused_and_the_model_is_told() -> None:
+    from agentstream_server.runtime.loop import MAX_TOOL_ARGUMENTS_CHARS
+
+    huge = '{"a": 1, "b": 2, "pad": "' + "x" * MAX_TOOL_ARGUMENTS_CHARS + '"}'
+    pieces = [huge[i : i + 65536] for i in range(0, len(huge), 65536)]
+    model = ScriptedModel(
+        [
+            ToolCallDelta(0, "c1", "add", pieces[0]),
+            *(ToolCallDelta(0, None, None, p) for p in pieces[1:]),
+            Finish("tool_calls"),
+        ],
+        [TextDelta("ok")],
+    )
+    events = await collect(model, AGENT)
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.is_error and f"longer than {MAX_TOOL_ARGUMENTS_CHARS} characters" in result.content
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert call.actions[0].params == {}
+    sent = model.sent[1]  # the model's next turn is told what went wrong
+    assert any("longer than" in str(m.get("content")) for m in sent if m.get("role") == "tool")
+
+
+async def test_regression_a_huge_tool_result_is_cut_and_says_so() -> None:
+    from agentstream_server.runtime.loop import MAX_TOOL_RESULT_CHARS
+
+    def flood() -> str:
+        """Returns far too much."""
+        return "y" * (MAX_TOOL_RESULT_CHARS * 4)
+
+    spec = AgentSpec(name="a", instructions="", tools=(tool_from_function(flood),))
+    model = ScriptedModel([*tool_call(0, "flood", "{}", "c1")], [TextDelta("done")])
+    events = await collect(model, spec)
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert not result.is_error
+    assert len(result.content) < MAX_TOOL_RESULT_CHARS + 100
+    assert result.content.endswith(f"[truncated: the result was {MAX_TOOL_RESULT_CHARS * 4} characters]")

@@ -29,6 +29,8 @@ from agentstream_server.redact import RedactingFilter, redact_text, redact_url, 
 from agentstream_server.runtime.events import Usage
 from agentstream_server.runtime.utf8 import utf8_safe
 
+MAX_SSE_LINE_BYTES = 8 * 1024 * 1024
+"""The longest SSE line accepted: an endpoint that never sends a newline cannot make us buffer without bound."""
 _DRAIN_TIMEOUT_S = 0.5
 """How long to wait for the end of a body after [DONE] before closing its connection instead of reusing it."""
 
@@ -188,11 +190,22 @@ class OpenAIChatModel:
                         f"no response from the LLM endpoint within {self._turn_timeout_s:g} s (including retries)"
                     ) from None
                 finished = False
-                pending = b""
+                partial: list[bytes] = []  # an unfinished line, in pieces: joined once, when its newline comes
+                partial_size = 0
                 chunks = response.iter_bytes()
                 async for data in chunks:
-                    lines = (pending + data).split(b"\n") if pending else data.split(b"\n")
-                    pending = lines.pop()
+                    newline = data.find(b"\n")
+                    if partial_size + (len(data) if newline < 0 else newline) > MAX_SSE_LINE_BYTES:
+                        raise LLMUpstreamError(f"LLM stream sent a line longer than {MAX_SSE_LINE_BYTES} bytes")
+                    if newline < 0:
+                        partial.append(data)
+                        partial_size += len(data)
+                        continue
+                    if partial:
+                        data = b"".join((*partial, data))
+                    lines = data.split(b"\n")
+                    last = lines.pop()
+                    partial, partial_size = ([last], len(last)) if last else ([], 0)
                     for line in lines:
                         if not line.startswith(b"data:"):
                             continue  # blank separators, comments, event: and id: fields
@@ -203,6 +216,7 @@ class OpenAIChatModel:
                         for delta in _deltas(_parse(payload)):
                             finished = finished or type(delta) is Finish
                             yield delta
+                pending = b"".join(partial)
                 if pending.startswith(b"data:") and pending[5:].strip() == b"[DONE]":
                     return  # a last line without its newline
                 if not finished:

@@ -34,6 +34,8 @@ class _PendingCall:
     id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+    size: int = 0
+    """Characters of arguments received; past MAX_TOOL_ARGUMENTS_CHARS the rest is dropped and the call refused."""
 
 
 async def run_agent(
@@ -72,7 +74,9 @@ async def run_agent(
                     call = pending.setdefault(delta.index, _PendingCall())
                     call.id = call.id or (delta.id or "")
                     call.name = call.name or (delta.name or "")
-                    call.arguments.append(delta.arguments)
+                    call.size += len(delta.arguments)
+                    if call.size <= MAX_TOOL_ARGUMENTS_CHARS:
+                        call.arguments.append(delta.arguments)
                 elif type(delta) is Finish:
                     finish_reason = delta.reason
                 elif type(delta) is UsageReport:
@@ -122,7 +126,12 @@ def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tu
         if call_id in seen:  # a model that repeats an id would otherwise get one tool message for two calls
             call_id = f"{call_id}_{index}"
         seen.add(call_id)
-        params, problem = parse_arguments("".join(call.arguments))
+        params: dict[str, Any]
+        problem: str | None
+        if call.size > MAX_TOOL_ARGUMENTS_CHARS:
+            params, problem = {}, f"the arguments are longer than {MAX_TOOL_ARGUMENTS_CHARS} characters"
+        else:
+            params, problem = parse_arguments("".join(call.arguments))
         if problem is not None:
             bad_arguments[call_id] = problem
         actions.append(Action(tool_name=call.name, tool_call_id=call_id, agent_name=agent_name, params=params))
@@ -207,6 +216,8 @@ async def _run_one(
     )
 
 
+MAX_TOOL_ARGUMENTS_CHARS = 256 * 1024
+"""The longest arguments a tool call may have: they travel in events, which must stay well under 4 MiB."""
 MAX_TOOL_RESULT_CHARS = 256 * 1024
 """The most of a tool's result the model and the stream get: a result is one event, and events must stay
 well under gRPC's 4 MiB message limit on every client."""
