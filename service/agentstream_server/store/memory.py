@@ -199,4 +199,3 @@ class MemoryStore:
         while self._finished and (self._finished[0].finished_at or 0.0) <= cutoff:
             self._forget_oldest()
         self._schedule_expiry()
-
