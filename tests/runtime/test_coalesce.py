@@ -9,7 +9,7 @@ import pytest
 
 from agentstream_server.errors import LLMUpstreamError
 from agentstream_server.runtime.coalesce import coalesce
-from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta
+from agentstream_server.runtime.model import Finish, LLMDelta, TextDelta, ToolCallDelta
 
 
 async def source(*parts: LLMDelta | asyncio.Event | Exception) -> AsyncGenerator[LLMDelta, None]:

@@ -13,8 +13,8 @@ from agentstream_server.runtime.agents import AgentSpec, default_agents
 from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS
 from agentstream_server.runtime.demo import DEMO_LABEL, DemoChatModel
 from agentstream_server.runtime.events import AgentStep, Chunk, Output, ToolCall, ToolResult
-from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 from agentstream_server.runtime.loop import run_agent
+from agentstream_server.runtime.model import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 from agentstream_server.runtime.tools import openai_tool_spec
 
 CALCULATOR = [openai_tool_spec(BUILTIN_TOOLS["calculator"])]

@@ -14,15 +14,8 @@ import pytest
 
 from agentstream_server.errors import LLMUpstreamError
 from agentstream_server.runtime.events import Usage
-from agentstream_server.runtime.llm import (
-    Finish,
-    LLMDelta,
-    OpenAIChatModel,
-    TextDelta,
-    ToolCallDelta,
-    UsageReport,
-    make_openai_client,
-)
+from agentstream_server.runtime.llm import OpenAIChatModel, make_openai_client
+from agentstream_server.runtime.model import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 from tests.support.fakellm import Broken, Chunks, FakeLLM, HTTPError, NoAnswer, RawSSE, Stall, Text, ToolCalls
 
 USER = [{"role": "user", "content": "hi"}]

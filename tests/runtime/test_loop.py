@@ -26,8 +26,8 @@ from agentstream_server.runtime.events import (
     ToolResult,
     Usage,
 )
-from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 from agentstream_server.runtime.loop import run_agent
+from agentstream_server.runtime.model import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 from agentstream_server.runtime.tools import openai_tool_spec, tool_from_function
 from agentstream_server.transport.convert import to_proto
 

@@ -22,8 +22,8 @@ from agentstream_server.runtime.events import (
     ToolResult,
     Usage,
 )
-from agentstream_server.runtime.llm import ChatModel
 from agentstream_server.runtime.loop import run_agent
+from agentstream_server.runtime.model import ChatModel
 from agentstream_server.store.base import RunInfo
 from agentstream_server.store.log import RunLog
 
@@ -48,13 +48,17 @@ class Run:
         chunk_window_ms: int = 0,
         paced: bool = True,
         created_at: float | None = None,
+        tenant: str = "",
     ) -> None:
         self.chunk_window_s = chunk_window_ms / 1000
         self.run_id = run_id
         self.request = request
         self.agent = agent
         self.timeout_s = timeout_s
-        self.log = RunLog(run_id, request.session_id, max_unread=max_unread, max_retained=max_retained, paced=paced)
+        self.tenant = tenant
+        self.log = RunLog(
+            run_id, request.session_id, max_unread=max_unread, max_retained=max_retained, paced=paced, tenant=tenant
+        )
         self.created_at = time.time() if created_at is None else created_at
         self.finished_at: float | None = None
         self._cancel_reason = "cancelled"

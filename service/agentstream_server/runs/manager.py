@@ -44,6 +44,8 @@ class RunLimits:
     max_subscribers_per_run: int
     max_runs_per_peer: int
     """Live runs one caller (peer host) may hold; 0 = no per-peer limit."""
+    max_runs_per_tenant: int
+    """Live runs one tenant may hold, on this replica; 0 = no per-tenant limit."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunLimits:
@@ -56,6 +58,7 @@ class RunLimits:
             chunk_window_ms=settings.chunk_window_ms,
             max_subscribers_per_run=settings.max_subscribers_per_run,
             max_runs_per_peer=settings.max_runs_per_peer,
+            max_runs_per_tenant=settings.max_runs_per_tenant,
         )
 
 
@@ -79,10 +82,12 @@ class RunManager:
         self._default_agent = default_agent
         self._model_for = model_for
         self._limits = limits
-        self._local: dict[str, Run] = {}
+        self._local: dict[tuple[str, str], Run] = {}
+        """Runs executing (or just executed) here, by (tenant, run id)."""
         self._live: set[Run] = set()
         self._admitting = 0
         self._runs_by_peer: collections.Counter[str] = collections.Counter()
+        self._runs_by_tenant: collections.Counter[str] = collections.Counter()
         self._draining = False
 
     @property
@@ -90,27 +95,28 @@ class RunManager:
         """How many runs are executing here now."""
         return len(self._live)
 
-    def local(self, run_id: str) -> Run | None:
-        """The run with this id if it executes (or just executed) here."""
-        return self._local.get(run_id)
+    def local(self, run_id: str, *, tenant: str = "") -> Run | None:
+        """The tenant's run with this id if it executes (or just executed) here."""
+        return self._local.get((tenant, run_id))
 
-    async def start(self, request: ValidRunRequest, *, paced: bool = False, peer: str = "") -> Run:
-        """Admit and start a run; raises the error-table error that says why a run cannot start.
+    async def start(self, request: ValidRunRequest, *, paced: bool = False, peer: str = "", tenant: str = "") -> Run:
+        """Admit and start a run for a tenant; raises the error-table error that says why a run cannot start.
 
-        ``paced``: the caller will follow the run with pacing (``stream`` does). ``peer``: who asked.
+        ``paced``: the caller will follow the run with pacing (``stream`` does). ``peer``: the caller's host.
         """
         if self._draining:
             raise ServerDraining("server is shutting down and accepts no new runs; retry on another replica")
         agent = self._agent(request.agent or self._default_agent)
         run_id = request.run_id or uuid.uuid4().hex
-        if run_id in self._local:
+        key = (tenant, run_id)
+        if key in self._local:
             raise RunAlreadyExists(f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id})
-        self._reserve(peer)
+        self._reserve(peer, tenant)
         created_at = time.time()
         try:
-            await self.store.claim(NewRun(run_id, agent.name, request.session_id, created_at))
+            await self.store.claim(NewRun(run_id, agent.name, request.session_id, created_at, tenant))
         except BaseException:
-            self._release(peer)
+            self._release(peer, tenant)
             raise
         finally:
             self._admitting -= 1
@@ -128,18 +134,19 @@ class RunManager:
             chunk_window_ms=window,
             paced=paced,
             created_at=created_at,
+            tenant=tenant,
         )
-        self._local[run_id] = run
+        self._local[key] = run
         self._live.add(run)
         held = self.store.publish(run.log, run)
 
         def forget_when_held(_: object = None) -> None:
             """From its end on, the run is served by the store once the store holds all of it."""
-            if run.done and held.done() and self._local.get(run_id) is run:
-                del self._local[run_id]
+            if run.done and held.done() and self._local.get(key) is run:
+                del self._local[key]
 
         def on_done(_: Run) -> None:
-            self._on_run_done(run, peer)
+            self._on_run_done(run, peer, tenant)
             forget_when_held()
 
         held.add_done_callback(forget_when_held)
@@ -147,10 +154,10 @@ class RunManager:
         logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
         return run
 
-    async def stream(self, request: ValidRunRequest, *, peer: str = "") -> AsyncIterator[RunEvent]:
+    async def stream(self, request: ValidRunRequest, *, peer: str = "", tenant: str = "") -> AsyncIterator[RunEvent]:
         """Start a run and follow it as its caller: the caller paces it, and its going away cancels it
         unless the request says to continue. Raises at once when the run cannot start."""
-        run = await self.start(request, paced=True, peer=peer)
+        run = await self.start(request, paced=True, peer=peer, tenant=tenant)
         return self._follow_as_caller(run, request.cancel_on_disconnect)
 
     async def _follow_as_caller(self, run: Run, cancel_on_disconnect: bool) -> AsyncIterator[RunEvent]:
@@ -162,41 +169,41 @@ class RunManager:
             if cancel_on_disconnect and not run.done:
                 run.cancel(CANCELLED_BY_DISCONNECT)
 
-    async def subscribe(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+    async def subscribe(self, run_id: str, after_seq: int, *, tenant: str = "") -> AsyncIterator[RunEvent]:
         """A run's events after after_seq, live, to its terminal event; raises at once when it cannot serve them."""
-        slot = self.store.subscriber(run_id, self._limits.max_subscribers_per_run)
+        slot = self.store.subscriber(run_id, self._limits.max_subscribers_per_run, tenant=tenant)
         await slot.__aenter__()
         try:
-            run = self._local.get(run_id)
+            run = self._local.get((tenant, run_id))
             if run is not None:
                 records = subscription(run.log, after_seq)
             else:
-                records = await self.store.read(run_id, after_seq)
+                records = await self.store.read(run_id, after_seq, tenant=tenant)
         except BaseException as exc:
             await slot.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return _holding(slot, records)
 
-    async def describe(self, run_id: str) -> RunInfo:
+    async def describe(self, run_id: str, *, tenant: str = "") -> RunInfo:
         """What GetRun reports about a run."""
-        run = self._local.get(run_id)
-        return run.info() if run is not None else await self.store.describe(run_id)
+        run = self._local.get((tenant, run_id))
+        return run.info() if run is not None else await self.store.describe(run_id, tenant=tenant)
 
-    async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
+    async def cancel(self, run_id: str, reason: str, *, tenant: str = "") -> tuple[bool, TaskStatus]:
         """Cancel a run wherever it executes and wait for its end: (it had already finished, final status)."""
         reason = reason or CANCELLED_BY_CANCEL_RUN
-        run = self._local.get(run_id)
+        run = self._local.get((tenant, run_id))
         if run is None:
-            return await self.store.cancel(run_id, reason)
+            return await self.store.cancel(run_id, reason, tenant=tenant)
         already_finished = run.done
         run.cancel(reason)
         await run.wait()
         terminal = run.log.terminal
         return already_finished, terminal.status if terminal is not None else TaskStatus.CANCELLED
 
-    def fail(self, run_id: str, error: AgentStreamError) -> None:
+    def fail(self, run_id: str, error: AgentStreamError, *, tenant: str = "") -> None:
         """End a run executing here FAILED with this error (no-op for a finished or remote run)."""
-        run = self._local.get(run_id)
+        run = self._local.get((tenant, run_id))
         if run is not None:
             run.fail(error)
 
@@ -227,7 +234,7 @@ class RunManager:
             )
         return agent
 
-    def _reserve(self, peer: str) -> None:
+    def _reserve(self, peer: str, tenant: str) -> None:
         """Take a run slot (and the peer's) before the first await, so concurrent starts cannot overshoot."""
         limit = self._limits.max_concurrent_runs
         if len(self._live) + self._admitting >= limit:
@@ -240,17 +247,25 @@ class RunManager:
                 f"this caller already has {per_peer} live runs, the per-caller limit; wait for one to end",
                 metadata={"limit": str(per_peer), "scope": "peer"},
             )
+        per_tenant = self._limits.max_runs_per_tenant
+        if tenant and per_tenant and self._runs_by_tenant[tenant] >= per_tenant:
+            raise TooManyRuns(
+                f"tenant {tenant!r} already has {per_tenant} live runs, the per-tenant limit; wait for one to end",
+                metadata={"limit": str(per_tenant), "scope": "tenant"},
+            )
         self._admitting += 1
         self._runs_by_peer[peer] += 1
+        self._runs_by_tenant[tenant] += 1
 
-    def _release(self, peer: str) -> None:
-        self._runs_by_peer[peer] -= 1
-        if self._runs_by_peer[peer] <= 0:
-            del self._runs_by_peer[peer]
+    def _release(self, peer: str, tenant: str) -> None:
+        for counter, key in ((self._runs_by_peer, peer), (self._runs_by_tenant, tenant)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
 
-    def _on_run_done(self, run: Run, peer: str) -> None:
+    def _on_run_done(self, run: Run, peer: str, tenant: str) -> None:
         self._live.discard(run)
-        self._release(peer)
+        self._release(peer, tenant)
         terminal = run.log.terminal
         logger.info(
             "run %s ended agent=%s mode=%s events=%d duration=%.3fs outcome=%s",

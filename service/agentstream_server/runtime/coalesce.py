@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from agentstream_server.runtime.llm import LLMDelta, TextDelta
+from agentstream_server.runtime.model import LLMDelta, TextDelta
 
 QUEUE_BOUND = 1024
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from agentstream_server.runtime.events import Usage
-from agentstream_server.runtime.llm import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
+from agentstream_server.runtime.model import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 
 DEMO_LABEL = "agentstream-demo (offline)"
 SCAN_CHARS = 1024

@@ -24,7 +24,7 @@ from agentstream_server.runtime.events import (
     ToolResult,
     Usage,
 )
-from agentstream_server.runtime.llm import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
+from agentstream_server.runtime.model import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
 from agentstream_server.runtime.tools import Tool, openai_tool_spec
 from agentstream_server.runtime.utf8 import utf8_safe
 

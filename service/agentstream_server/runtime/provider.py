@@ -6,7 +6,8 @@ from agentstream_server.config import Settings
 from agentstream_server.redact import redact_url
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.demo import DemoChatModel
-from agentstream_server.runtime.llm import ChatModel, OpenAIChatModel, make_openai_client
+from agentstream_server.runtime.llm import OpenAIChatModel, make_openai_client
+from agentstream_server.runtime.model import ChatModel
 
 
 class ModelProvider:

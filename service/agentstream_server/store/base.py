@@ -35,6 +35,8 @@ class NewRun:
     agent: str
     session_id: str
     created_at: float
+    tenant: str = ""
+    """Whose run it is ("" without authentication); run ids are per tenant."""
 
 
 class RunControl(Protocol):
@@ -53,7 +55,8 @@ class RunStore(Protocol):
     """Registry and event logs of runs, shared by every replica that uses the same store.
 
     Every method raises the error table's errors: RunNotFound, RunAlreadyExists, SeqOutOfRange,
-    TooManySubscribers, and RunStoreUnavailable when the store itself fails.
+    TooManySubscribers, and RunStoreUnavailable when the store itself fails. Runs belong to a tenant: a run
+    id names a run within its tenant only, and another tenant's run is RunNotFound, as if it did not exist.
     """
 
     @property
@@ -78,7 +81,7 @@ class RunStore(Protocol):
         """
         ...
 
-    async def read(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+    async def read(self, run_id: str, after_seq: int, *, tenant: str = "") -> AsyncIterator[RunEvent]:
         """The run's events with seq > after_seq, live, ending with the terminal one.
 
         Raises at once (RunNotFound, SeqOutOfRange) when it cannot serve them; raises SeqOutOfRange while
@@ -86,15 +89,15 @@ class RunStore(Protocol):
         """
         ...
 
-    async def describe(self, run_id: str) -> RunInfo:
+    async def describe(self, run_id: str, *, tenant: str = "") -> RunInfo:
         """What is known about any run in the store."""
         ...
 
-    async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
+    async def cancel(self, run_id: str, reason: str, *, tenant: str = "") -> tuple[bool, TaskStatus]:
         """Cancel a run wherever it executes and wait for its end: (it had already finished, its final status)."""
         ...
 
-    def subscriber(self, run_id: str, limit: int) -> AbstractAsyncContextManager[None]:
+    def subscriber(self, run_id: str, limit: int, *, tenant: str = "") -> AbstractAsyncContextManager[None]:
         """Hold one of a run's subscriber slots (counted across replicas); TooManySubscribers past ``limit``."""
         ...
 

@@ -76,6 +76,7 @@ class RunLog:
         "_writable",
         "run_id",
         "session_id",
+        "tenant",
     )
 
     def __init__(
@@ -86,6 +87,7 @@ class RunLog:
         max_unread: int = DEFAULT_MAX_UNREAD_EVENTS,
         max_retained: int = DEFAULT_MAX_RETAINED_EVENTS,
         paced: bool = False,
+        tenant: str = "",
     ) -> None:
         """``paced`` reserves pacing for a reader that will follow with ``pace=True`` (the run's caller), so
         the producer is held back from the first event, even before that reader starts."""
@@ -93,6 +95,7 @@ class RunLog:
             raise ValueError(f"max_unread ({max_unread}) must be positive and below max_retained ({max_retained})")
         self.run_id = run_id
         self.session_id = session_id
+        self.tenant = tenant
         self._events: list[RunEvent] = []
         self._bytes = 0
         self._first_seq = 1

@@ -43,7 +43,8 @@ class MemoryStore:
 
     def __init__(self, retention: Retention | None = None) -> None:
         self._retention = retention or Retention()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        """By (tenant, run id): run ids are per tenant."""
         self._finished: collections.deque[_Entry] = collections.deque()
         self._finished_bytes = 0
         self._expiry: asyncio.TimerHandle | None = None
@@ -68,34 +69,34 @@ class MemoryStore:
         """Roughly how much memory the kept finished runs hold."""
         return self._finished_bytes
 
-    def holds_run(self, run_id: str) -> bool:
+    def holds_run(self, run_id: str, *, tenant: str = "") -> bool:
         """True while the store holds the run (live, or finished and not yet forgotten)."""
-        return run_id in self._entries
+        return (tenant, run_id) in self._entries
 
     async def claim(self, run: NewRun) -> None:
         """Reserve the run id; RunAlreadyExists if this process knows it (live or kept)."""
-        if run.run_id in self._entries:
+        if (run.tenant, run.run_id) in self._entries:
             raise RunAlreadyExists(
                 f"run_id {run.run_id!r} is already in use", field="run_id", metadata={"run_id": run.run_id}
             )
-        self._entries[run.run_id] = _Entry(run)
+        self._entries[run.tenant, run.run_id] = _Entry(run)
 
     def publish(self, log: RunLog, control: RunControl) -> asyncio.Future[None]:
         """Hold the log (the store holds the whole run from now on); once it closes, retention applies."""
-        entry = self._entries[log.run_id]
+        entry = self._entries[log.tenant, log.run_id]
         entry.log, entry.control = log, control
         log.on_closed(lambda _: self._keep_finished(entry))
         held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         held.set_result(None)
         return held
 
-    async def read(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+    async def read(self, run_id: str, after_seq: int, *, tenant: str = "") -> AsyncIterator[RunEvent]:
         """A cursor over the run's log after after_seq."""
-        return subscription(self._log(run_id), after_seq)
+        return subscription(self._log(tenant, run_id), after_seq)
 
-    async def describe(self, run_id: str) -> RunInfo:
+    async def describe(self, run_id: str, *, tenant: str = "") -> RunInfo:
         """What is known about the run."""
-        entry = self._entry(run_id)
+        entry = self._entry(tenant, run_id)
         log = entry.log
         terminal = log.terminal if log is not None else None
         return RunInfo(
@@ -109,12 +110,12 @@ class MemoryStore:
             terminal=terminal,
         )
 
-    async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
+    async def cancel(self, run_id: str, reason: str, *, tenant: str = "") -> tuple[bool, TaskStatus]:
         """Cancel the run (it executes in this process) and wait for its terminal event."""
-        entry = self._entry(run_id)
+        entry = self._entry(tenant, run_id)
         log = entry.log
         if log is None or log.closed or entry.control is None:
-            info = await self.describe(run_id)
+            info = await self.describe(run_id, tenant=tenant)
             return True, info.status
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -129,9 +130,9 @@ class MemoryStore:
         return False, terminal.status if terminal is not None else TaskStatus.CANCELLED
 
     @contextlib.asynccontextmanager
-    async def subscriber(self, run_id: str, limit: int) -> AsyncIterator[None]:
+    async def subscriber(self, run_id: str, limit: int, *, tenant: str = "") -> AsyncIterator[None]:
         """One of the run's subscriber slots."""
-        entry = self._entry(run_id)
+        entry = self._entry(tenant, run_id)
         if entry.subscribers >= limit:
             raise TooManySubscribers(
                 f"run {run_id} already has {entry.subscribers} subscribers, the limit",
@@ -149,8 +150,8 @@ class MemoryStore:
             self._expiry.cancel()
             self._expiry = None
 
-    def _entry(self, run_id: str) -> _Entry:
-        entry = self._entries.get(run_id)
+    def _entry(self, tenant: str, run_id: str) -> _Entry:
+        entry = self._entries.get((tenant, run_id))
         if entry is None:
             retention = self._retention
             raise RunNotFound(
@@ -161,8 +162,8 @@ class MemoryStore:
             )
         return entry
 
-    def _log(self, run_id: str) -> RunLog:
-        log = self._entry(run_id).log
+    def _log(self, tenant: str, run_id: str) -> RunLog:
+        log = self._entry(tenant, run_id).log
         if log is None:  # claimed, its first event not yet appended: nothing to read yet, but it exists
             raise RunNotFound(f"run {run_id!r} is starting; retry", field="run_id", metadata={"run_id": run_id})
         return log
@@ -182,8 +183,9 @@ class MemoryStore:
     def _forget_oldest(self) -> None:
         entry = self._finished.popleft()
         self._finished_bytes -= entry.size
-        if self._entries.get(entry.run.run_id) is entry:
-            del self._entries[entry.run.run_id]
+        key = (entry.run.tenant, entry.run.run_id)
+        if self._entries.get(key) is entry:
+            del self._entries[key]
 
     def _schedule_expiry(self) -> None:
         """One timer, set for when the oldest finished run expires: they go even when nothing else happens."""

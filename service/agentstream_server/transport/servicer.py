@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
@@ -34,47 +34,55 @@ logger = logging.getLogger("agentstream.servicer")
 class RunnerServicer(rpb_grpc.RunnerServiceServicer):
     """Adapts the RunManager to the RunnerService contract; the only code that sees a ServicerContext."""
 
-    def __init__(self, runs: RunManager, *, max_input_bytes: int) -> None:
+    def __init__(
+        self, runs: RunManager, *, max_input_bytes: int, tenant_of: Callable[[Context], str] = lambda _: ""
+    ) -> None:
+        """``tenant_of(context)``: whose call it is (the authenticated caller's tenant; "" without auth)."""
         self._runs = runs
         self._max_input_bytes = max_input_bytes
+        self._tenant_of = tenant_of
 
     @reports_errors
     async def StreamingRun(self, request: rpb.StreamingRunRequest, context: Context) -> AsyncIterator[pb.Message]:
         """Start a run and stream its events, filtered by the request's mode, ending with the terminal one."""
         valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-        records = await self._runs.stream(valid, peer=_peer_host(context.peer()))
-        async for message in self._encoded(records, MODE_CATEGORIES[valid.mode]):
+        tenant = self._tenant_of(context)
+        records = await self._runs.stream(valid, peer=_peer_host(context.peer()), tenant=tenant)
+        async for message in self._encoded(records, MODE_CATEGORIES[valid.mode], tenant):
             yield message
 
     @reports_errors
     async def StartRun(self, request: rpb.StartRunRequest, context: Context) -> rpb.StartRunResponse:
         """Start a run that goes on without a caller; returns its id."""
         valid = validate_run_request(start_request_from_proto(request), max_input_bytes=self._max_input_bytes)
-        run = await self._runs.start(valid, peer=_peer_host(context.peer()))
+        run = await self._runs.start(valid, peer=_peer_host(context.peer()), tenant=self._tenant_of(context))
         return rpb.StartRunResponse(run_id=run.run_id)
 
     @reports_errors
     async def SubscribeRun(self, request: rpb.SubscribeRunRequest, context: Context) -> AsyncIterator[pb.Message]:
         """Replay a run's retained events after after_seq, follow it live, end with the terminal message."""
         mode = validate_subscription(request.run_id, int(request.streaming_mode))
-        records = await self._runs.subscribe(request.run_id, request.after_seq)
-        async for message in self._encoded(records, MODE_CATEGORIES[mode]):
+        tenant = self._tenant_of(context)
+        records = await self._runs.subscribe(request.run_id, request.after_seq, tenant=tenant)
+        async for message in self._encoded(records, MODE_CATEGORIES[mode], tenant):
             yield message
 
     @reports_errors
     async def CancelRun(self, request: rpb.CancelRunRequest, context: Context) -> rpb.CancelRunResponse:
         """Cancel a run and report its final status."""
         run_id = validate_run_id(request.run_id)
-        already_finished, status = await self._runs.cancel(run_id, validate_cancel_reason(request.reason))
+        reason = validate_cancel_reason(request.reason)
+        already_finished, status = await self._runs.cancel(run_id, reason, tenant=self._tenant_of(context))
         return rpb.CancelRunResponse(already_finished=already_finished, status=TASK_STATUS_TO_PROTO[status])
 
     @reports_errors
     async def GetRun(self, request: rpb.GetRunRequest, context: Context) -> rpb.Run:
         """Describe a run."""
-        return run_to_proto(await self._runs.describe(validate_run_id(request.run_id)))
+        run_id = validate_run_id(request.run_id)
+        return run_to_proto(await self._runs.describe(run_id, tenant=self._tenant_of(context)))
 
     async def _encoded(
-        self, records: AsyncIterator[RunEvent], categories: frozenset[str] | None
+        self, records: AsyncIterator[RunEvent], categories: frozenset[str] | None, tenant: str
     ) -> AsyncIterator[pb.Message]:
         """The records that pass the mode, as protobuf; an event that cannot be encoded never ends a stream early.
 
@@ -87,7 +95,7 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
                     yield to_proto_checked(record)
                 except EncodeFailure as failure:
                     logger.error("run %s: %s", record.run_id, failure)
-                    self._runs.fail(record.run_id, InternalError(f"internal error: {failure}"))
+                    self._runs.fail(record.run_id, InternalError(f"internal error: {failure}"), tenant=tenant)
                     yield failure.placeholder
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 PREFIX = "agentstream"
 
 
-def run_key(run_id: str, suffix: str = "") -> str:
-    """A run's keys share a hash tag, so a Redis Cluster keeps them on one shard (the scripts need that)."""
-    return f"{PREFIX}:run:{{{run_id}}}{suffix}"
+def run_key(tenant: str, run_id: str, suffix: str = "") -> str:
+    """A run's keys: namespaced by tenant (hex, so no tenant name or run id can reach another's keys), and
+    sharing one hash tag, so a Redis Cluster keeps them on one shard (the scripts need that)."""
+    namespace = f"{tenant.encode().hex()}/" if tenant else ""
+    return f"{PREFIX}:run:{{{namespace}{run_id}}}{suffix}"
 
 
 def control_key(replica_id: str) -> str:

@@ -11,22 +11,22 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from agentstream_server.errors import (
     InternalError,
     RunAlreadyExists,
-    RunInterrupted,
     RunNotFound,
     RunStoreUnavailable,
     check_subscription_position,
 )
 from agentstream_server.redact import redact_url
-from agentstream_server.runtime.events import RunEvent, TaskError, TaskFinished, TaskStatus
+from agentstream_server.runtime.events import RunEvent, TaskFinished, TaskStatus
 from agentstream_server.store.base import NewRun, RunControl, RunInfo
 from agentstream_server.store.codec import CodecError, decode_record, decode_terminal, encode_record, encode_terminal
 from agentstream_server.store.log import EventsNotRetained, RunLog
 from agentstream_server.store.redis import scripts
+from agentstream_server.store.redis.interrupts import interrupt_if_orphaned
 from agentstream_server.store.redis.scripts import control_key, run_key, seq_of
 from agentstream_server.store.redis.subscribers import SubscriberSlots
 from agentstream_server.store.redis.tail import Entry, StreamTail
@@ -41,7 +41,6 @@ CONNECT_TIMEOUT_S = 5.0
 CONTROL_TTL_S = 60
 """A replica's control stream expires this long after its last cancel request (its watcher reads them at once)."""
 CLOSE_TIMEOUT_S = 2.0
-INTERRUPTED_MESSAGE = "run interrupted: the replica executing it stopped renewing its lease"
 STATUS_BY_NAME = {status.value: status for status in TaskStatus}
 
 
@@ -85,7 +84,8 @@ class RedisStore:
         self._interrupt = self._redis.register_script(scripts.INTERRUPT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._mirrors: set[asyncio.Task[None]] = set()
-        self._controls: dict[str, RunControl] = {}
+        self._controls: dict[tuple[str, str], RunControl] = {}
+        """The runs executing here, by (tenant, run id)."""
         self._slots = SubscriberSlots(self._redis, self.replica_id, self._lease_ms, self._spawn)
         self._tail = StreamTail(
             self._redis, scripts.wake_key(self.replica_id), self._interrupt_if_orphaned, block_ms=BLOCK_MS,
@@ -154,7 +154,7 @@ class RedisStore:
         """
         with self._store_errors():
             claimed = await self._claim(
-                keys=[run_key(run.run_id), run_key(run.run_id, ":lease")],
+                keys=[run_key(run.tenant, run.run_id), run_key(run.tenant, run.run_id, ":lease")],
                 args=[self.replica_id, run.agent, run.session_id, repr(run.created_at), self._lease_ms,
                       self.live_ttl_s],
             )  # fmt: skip
@@ -165,21 +165,21 @@ class RedisStore:
 
     def publish(self, log: RunLog, control: RunControl) -> asyncio.Future[None]:
         """Mirror a local run's log to Redis as it grows; done once its terminal event is written (or lost)."""
-        self._controls[log.run_id] = control
+        self._controls[log.tenant, log.run_id] = control
         task = self._spawn(self._mirror(log, control))
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
         return task
 
     async def _mirror(self, log: RunLog, control: RunControl) -> None:
-        key, hkey = run_key(log.run_id, ":events"), run_key(log.run_id)
+        key, hkey = run_key(log.tenant, log.run_id, ":events"), run_key(log.tenant, log.run_id)
         pending: list[RunEvent] = []
         try:
             async for record in log.follow():
                 pending.append(record)
                 if len(pending) < MIRROR_BATCH and record.seq < log.last_seq and not record.is_terminal:
                     continue
-                await self._flush(key, hkey, log.run_id, pending)
+                await self._flush(key, hkey, pending)
                 pending = []
         except (RedisError, OSError) as exc:
             self._healthy = False
@@ -188,9 +188,9 @@ class RedisStore:
         except EventsNotRetained:
             control.fail(RunStoreUnavailable("the run store (Redis) fell behind the run's log"))
         finally:
-            self._controls.pop(log.run_id, None)
+            self._controls.pop((log.tenant, log.run_id), None)
 
-    async def _flush(self, key: str, hkey: str, run_id: str, records: list[RunEvent]) -> None:
+    async def _flush(self, key: str, hkey: str, records: list[RunEvent]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for record in records:
                 fields = {"m": encode_record(record), "t": "1" if record.is_terminal else "0"}
@@ -205,9 +205,9 @@ class RedisStore:
                     mapping={"status": last.event.status.value, "finished_at": repr(time.time()),
                              "terminal": encode_terminal(last.event)},
                 )  # fmt: skip
-                pipe.delete(run_key(run_id, ":lease"))
-                for suffix in ("", ":events"):
-                    pipe.expire(run_key(run_id, suffix), self._ttl_s)
+                pipe.delete(f"{hkey}:lease")
+                for name in (hkey, key):
+                    pipe.expire(name, self._ttl_s)
             results = await pipe.execute(raise_on_error=False)
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:
@@ -218,8 +218,8 @@ class RedisStore:
             await asyncio.sleep(self._lease_ms / 3000)
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for run_id in list(self._controls):
-                        pipe.set(run_key(run_id, ":lease"), self.replica_id, px=self._lease_ms)
+                    for tenant, run_id in list(self._controls):
+                        pipe.set(run_key(tenant, run_id, ":lease"), self.replica_id, px=self._lease_ms)
                     await self._slots.renew(pipe)
                     pipe.ping()
                     await pipe.execute()
@@ -243,16 +243,17 @@ class RedisStore:
             for _, entries in replies or ():
                 for entry_id, fields in entries:
                     last = entry_id
-                    control = self._controls.get(fields[b"run_id"].decode())
+                    tenant = fields.get(b"tenant", b"").decode()
+                    control = self._controls.get((tenant, fields[b"run_id"].decode()))
                     if control is not None:
                         control.cancel(fields.get(b"reason", b"").decode())
 
     # ---------------------------------------------------------------------------------------- any replica
 
-    async def read(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+    async def read(self, run_id: str, after_seq: int, *, tenant: str = "") -> AsyncIterator[RunEvent]:
         """The run's events with seq > after_seq, live, to its terminal event (RunNotFound/SeqOutOfRange at once)."""
-        key = run_key(run_id, ":events")
-        await self._entry(run_id)
+        key = run_key(tenant, run_id, ":events")
+        await self._entry(tenant, run_id)
         with self._store_errors():
             top = await self._redis.xrevrange(key, count=1)
             last_seq = seq_of(top[0][0]) if top else 0
@@ -261,9 +262,9 @@ class RedisStore:
         check_subscription_position(run_id, after_seq, last_seq, oldest)
         if top and after_seq == last_seq and top[0][1].get(b"t") == b"1":
             return _nothing()  # the reader has the terminal event already: nothing more will come
-        return self._follow(run_id, key, after_seq)
+        return self._follow((tenant, run_id), key, after_seq)
 
-    async def _follow(self, run_id: str, key: str, after_seq: int) -> AsyncIterator[RunEvent]:
+    async def _follow(self, run: tuple[str, str], key: str, after_seq: int) -> AsyncIterator[RunEvent]:
         # Catches up with XRANGE, then takes live entries from the replica's shared tail: no connection held.
         position = after_seq
         watching = False
@@ -275,15 +276,15 @@ class RedisStore:
                         batch = await self._read(key, position)
                         if not batch:
                             if watching:  # the tail has entries that Redis no longer has: the run's keys expired
-                                raise RunNotFound(f"run {run_id!r} is no longer in the run store")
-                            await self._tail.watch(run_id, key, position)
+                                raise RunNotFound(f"run {run[1]!r} is no longer in the run store")
+                            await self._tail.watch(run, key, position)
                             watching = True
                             continue
                     if not batch:
                         await self._tail.wait(key, position)
                         continue
                     if batch[0][0] != position + 1:  # trimmed before this follower read them: never a silent gap
-                        check_subscription_position(run_id, position, batch[-1][0], batch[0][0])
+                        check_subscription_position(run[1], position, batch[-1][0], batch[0][0])
                     for seq, record in batch:
                         position = seq
                         yield record
@@ -297,9 +298,9 @@ class RedisStore:
         entries = await self._redis.xrange(key, min=f"({after}-0", count=MIRROR_BATCH)
         return [(seq_of(entry_id), decode_record(fields[b"m"])) for entry_id, fields in entries]
 
-    async def describe(self, run_id: str) -> RunInfo:
+    async def describe(self, run_id: str, *, tenant: str = "") -> RunInfo:
         """What the registry says about the run (a run whose executor died is ended INTERRUPTED first)."""
-        entry = await self._entry(run_id)
+        entry = await self._entry(tenant, run_id)
         with self._store_errors():
             terminal = decode_terminal(entry[b"terminal"]) if b"terminal" in entry else None
         return RunInfo(
@@ -313,81 +314,51 @@ class RedisStore:
             terminal=terminal,
         )
 
-    async def cancel(self, run_id: str, reason: str) -> tuple[bool, TaskStatus]:
+    async def cancel(self, run_id: str, reason: str, *, tenant: str = "") -> tuple[bool, TaskStatus]:
         """Route a cancel to the replica executing the run and wait (bounded) for its terminal event."""
-        entry = await self._entry(run_id)
+        entry = await self._entry(tenant, run_id)
         if _status_of(entry) != TaskStatus.RUNNING:
             return True, _status_of(entry)
-        key = run_key(run_id, ":events")
+        key = run_key(tenant, run_id, ":events")
         with self._store_errors():  # read before the request: the terminal may be written before we look again
             top = await self._redis.xrevrange(key, count=1)
             owner = entry.get(b"owner", b"").decode()
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(control_key(owner), {"run_id": run_id, "reason": reason}, maxlen=1000)
+                pipe.xadd(control_key(owner), {"tenant": tenant, "run_id": run_id, "reason": reason}, maxlen=1000)
                 pipe.expire(control_key(owner), CONTROL_TTL_S)  # the owner may be gone: do not keep its stream
                 await pipe.execute()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._lease_ms / 1000 + 2):
-                async for _ in self._follow(run_id, key, seq_of(top[0][0]) if top else 0):
+                async for _ in self._follow((tenant, run_id), key, seq_of(top[0][0]) if top else 0):
                     pass
         with self._store_errors():
-            return False, _status_of(await self._redis.hgetall(run_key(run_id)))
+            return False, _status_of(await self._redis.hgetall(run_key(tenant, run_id)))
 
     @contextlib.asynccontextmanager
-    async def subscriber(self, run_id: str, limit: int) -> AsyncIterator[None]:
+    async def subscriber(self, run_id: str, limit: int, *, tenant: str = "") -> AsyncIterator[None]:
         """Hold one of the run's subscriber slots, counted across replicas (renewed with the leases)."""
         with self._store_errors():
-            slot = await self._slots.acquire(run_key(run_id, ":subscribers"), run_id, limit)
+            slot = await self._slots.acquire(run_key(tenant, run_id, ":subscribers"), run_id, limit)
         slot.hold()
         try:
             yield
         finally:
             await asyncio.shield(slot.release())  # a cancelled subscriber still gives its slot back
 
-    async def _entry(self, run_id: str) -> dict[bytes, bytes]:
+    async def _entry(self, tenant: str, run_id: str) -> dict[bytes, bytes]:
         with self._store_errors():
-            entry: dict[bytes, bytes] = await self._redis.hgetall(run_key(run_id))
+            entry: dict[bytes, bytes] = await self._redis.hgetall(run_key(tenant, run_id))
             if not entry or b"agent" not in entry:
                 raise RunNotFound(
                     f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id}
                 )
-            if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned(run_id):
-                entry = await self._redis.hgetall(run_key(run_id))
+            if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned((tenant, run_id)):
+                entry = await self._redis.hgetall(run_key(tenant, run_id))
             return entry
 
-    async def _interrupt_if_orphaned(self, run_id: str) -> bool:
+    async def _interrupt_if_orphaned(self, run: tuple[str, str]) -> bool:
         """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""
-        key = run_key(run_id, ":events")
-        for _ in range(5):
-            if await self._redis.exists(run_key(run_id, ":lease")):
-                return False
-            top = await self._redis.xrevrange(key, count=1)
-            top_id = top[0][0].decode() if top else "0-0"
-            seq = seq_of(top_id) + 1
-            entry = await self._redis.hgetall(run_key(run_id))
-            terminal = TaskFinished(
-                status=TaskStatus.INTERRUPTED, success=False, answer="", msg=INTERRUPTED_MESSAGE,
-                agent_name=entry.get(b"agent", b"").decode(),
-                error=TaskError(reason=RunInterrupted.reason, code=RunInterrupted.code),
-            )  # fmt: skip
-            record = RunEvent(
-                run_id=run_id, seq=seq, timestamp_ns=time.time_ns(), event=terminal,
-                session_id=entry.get(b"session_id", b"").decode(), sender="agentstream",
-            )  # fmt: skip
-            try:
-                result = await self._interrupt(
-                    keys=[key, run_key(run_id, ":lease"), run_key(run_id)],
-                    args=[top_id, f"{seq}-0", encode_record(record), TaskStatus.INTERRUPTED.value,
-                          repr(time.time()), seq, encode_terminal(terminal)],
-                )  # fmt: skip
-            except ResponseError:
-                return False
-            if result != -1:
-                if result == 1:
-                    for suffix in ("", ":events"):
-                        await self._redis.expire(run_key(run_id, suffix), self._ttl_s)
-                return bool(result)
-        return False
+        return await interrupt_if_orphaned(self._redis, self._interrupt, run, self._ttl_s)
 
 
 async def _nothing() -> AsyncIterator[RunEvent]:

@@ -33,7 +33,8 @@ def seq_of(entry_id: bytes | str) -> int:
 
 @dataclass(eq=False)
 class _Stream:
-    run_id: str
+    run: tuple[str, str]
+    """(tenant, run id)."""
     top: int
     """Highest seq read from the stream: the window ends there."""
     followers: int = 0
@@ -54,12 +55,12 @@ class StreamTail:
         self,
         redis: Any,
         wake_key: str,
-        on_quiet: Callable[[str], Awaitable[object]],
+        on_quiet: Callable[[tuple[str, str]], Awaitable[object]],
         *,
         block_ms: int,
         batch: int,
     ) -> None:
-        """``on_quiet(run_id)`` runs for a stream that has had no entry for ``block_ms`` (checked that often);
+        """``on_quiet((tenant, run_id))`` runs for a stream that has had no entry for ``block_ms`` (checked that often);
         ``wake_key`` is a stream written to make the loop pick up a newly followed stream at once."""
         self._redis = redis
         self._wake_key = wake_key
@@ -69,11 +70,11 @@ class StreamTail:
         self._window = 2 * batch
         self._streams: dict[str, _Stream] = {}
 
-    async def watch(self, run_id: str, key: str, position: int) -> None:
+    async def watch(self, run: tuple[str, str], key: str, position: int) -> None:
         """Start (or join) tailing ``key`` after seq ``position``; pair with unwatch(). Redis errors propagate."""
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = _Stream(run_id, position, quiet_since=_now())
+            stream = self._streams[key] = _Stream(run, position, quiet_since=_now())
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1)
                 pipe.expire(self._wake_key, WAKE_TTL_S)
@@ -151,7 +152,7 @@ class StreamTail:
         for stream in list(self._streams.values()):
             if now - stream.quiet_since >= self._block_ms / 1000:
                 stream.quiet_since = now
-                await self._on_quiet(stream.run_id)
+                await self._on_quiet(stream.run)
 
 
 def _now() -> float:
