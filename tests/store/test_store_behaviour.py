@@ -181,3 +181,44 @@ async def test_publish_is_done_once_the_store_holds_the_whole_run(store: RunStor
     async with asyncio.timeout(10):
         await held
     assert (await store.describe("h1")).status == TaskStatus.SUCCEEDED
+
+
+async def test_run_ids_are_per_tenant_and_another_tenants_run_does_not_exist(store: RunStore) -> None:
+    for tenant, answer in (("acme", "A"), ("globex", "B")):
+        await store.claim(NewRun("same-id", "agent", "", time.time(), tenant))
+        log = RunLog("same-id", max_unread=10, max_retained=100, tenant=tenant)
+        held = store.publish(log, Control(log))
+        log.append(TaskStarted("agent", answer))
+        log.append(finished())
+        async with asyncio.timeout(10):
+            await held
+    for tenant, answer in (("acme", "A"), ("globex", "B")):
+        records = await collect(await store.read("same-id", 0, tenant=tenant))
+        assert records[0].event == TaskStarted("agent", answer)
+        assert (await store.describe("same-id", tenant=tenant)).status == TaskStatus.SUCCEEDED
+    for call in (
+        store.describe("same-id", tenant="initech"),
+        store.read("same-id", 0, tenant="initech"),
+        store.cancel("same-id", "x", tenant="initech"),
+        store.describe("same-id"),  # no tenant is a tenant of its own too
+    ):
+        with pytest.raises(RunNotFound):
+            await call
+    with pytest.raises(RunNotFound):
+        async with store.subscriber("same-id", 5, tenant="initech"):
+            pass
+
+
+async def test_a_cancel_reaches_only_its_tenants_run(store: RunStore) -> None:
+    controls = {}
+    for tenant in ("acme", "globex"):
+        await store.claim(NewRun("shared", "agent", "", time.time(), tenant))
+        log = RunLog("shared", max_unread=10, max_retained=100, tenant=tenant)
+        controls[tenant] = Control(log)
+        store.publish(log, controls[tenant])
+        log.append(TaskStarted("agent", "hi"))
+    assert await store.cancel("shared", "stop", tenant="acme") == (False, TaskStatus.CANCELLED)
+    assert controls["acme"].cancelled == ["stop"]
+    assert controls["globex"].cancelled == []
+    assert (await store.describe("shared", tenant="globex")).status == TaskStatus.RUNNING
+    await store.cancel("shared", "cleanup", tenant="globex")

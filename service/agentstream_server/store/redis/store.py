@@ -338,6 +338,8 @@ class RedisStore:
     async def subscriber(self, run_id: str, limit: int, *, tenant: str = "") -> AsyncIterator[None]:
         """Hold one of the run's subscriber slots, counted across replicas (renewed with the leases)."""
         with self._store_errors():
+            if not await self._redis.exists(run_key(tenant, run_id)):
+                raise _not_found(run_id)
             slot = await self._slots.acquire(run_key(tenant, run_id, ":subscribers"), run_id, limit)
         slot.hold()
         try:
@@ -349,9 +351,7 @@ class RedisStore:
         with self._store_errors():
             entry: dict[bytes, bytes] = await self._redis.hgetall(run_key(tenant, run_id))
             if not entry or b"agent" not in entry:
-                raise RunNotFound(
-                    f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id}
-                )
+                raise _not_found(run_id)
             if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned((tenant, run_id)):
                 entry = await self._redis.hgetall(run_key(tenant, run_id))
             return entry
@@ -359,6 +359,10 @@ class RedisStore:
     async def _interrupt_if_orphaned(self, run: tuple[str, str]) -> bool:
         """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""
         return await interrupt_if_orphaned(self._redis, self._interrupt, run, self._ttl_s)
+
+
+def _not_found(run_id: str) -> RunNotFound:
+    return RunNotFound(f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id})
 
 
 async def _nothing() -> AsyncIterator[RunEvent]:
