@@ -7,7 +7,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -154,13 +154,15 @@ class RunManager:
         logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
         return run
 
-    async def stream(self, request: ValidRunRequest, *, peer: str = "", tenant: str = "") -> AsyncIterator[RunEvent]:
+    async def stream(
+        self, request: ValidRunRequest, *, peer: str = "", tenant: str = ""
+    ) -> AsyncGenerator[RunEvent, None]:
         """Start a run and follow it as its caller: the caller paces it, and its going away cancels it
         unless the request says to continue. Raises at once when the run cannot start."""
         run = await self.start(request, paced=True, peer=peer, tenant=tenant)
         return self._follow_as_caller(run, request.cancel_on_disconnect)
 
-    async def _follow_as_caller(self, run: Run, cancel_on_disconnect: bool) -> AsyncIterator[RunEvent]:
+    async def _follow_as_caller(self, run: Run, cancel_on_disconnect: bool) -> AsyncGenerator[RunEvent, None]:
         try:
             async for record in run.log.follow(pace=True):
                 yield record
@@ -169,7 +171,7 @@ class RunManager:
             if cancel_on_disconnect and not run.done:
                 run.cancel(CANCELLED_BY_DISCONNECT)
 
-    async def subscribe(self, run_id: str, after_seq: int, *, tenant: str = "") -> AsyncIterator[RunEvent]:
+    async def subscribe(self, run_id: str, after_seq: int, *, tenant: str = "") -> AsyncGenerator[RunEvent, None]:
         """A run's events after after_seq, live, to its terminal event; raises at once when it cannot serve them."""
         slot = self.store.subscriber(run_id, self._limits.max_subscribers_per_run, tenant=tenant)
         await slot.__aenter__()
@@ -280,10 +282,14 @@ class RunManager:
 
 async def _holding(
     slot: AbstractAsyncContextManager[None], records: AsyncIterator[RunEvent]
-) -> AsyncIterator[RunEvent]:
-    """Yield the records while holding a subscriber slot, released however the iteration ends."""
+) -> AsyncGenerator[RunEvent, None]:
+    """Yield the records while holding a subscriber slot; both are closed however the iteration ends."""
     try:
         async for record in records:
             yield record
     finally:
-        await slot.__aexit__(None, None, None)
+        try:
+            if isinstance(records, AsyncGenerator):
+                await records.aclose()  # the store's cursor lets go of what it holds (e.g. its shared tail)
+        finally:
+            await slot.__aexit__(None, None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -48,8 +49,9 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         valid = validate_run_request(run_request_from_proto(request), max_input_bytes=self._max_input_bytes)
         tenant = self._tenant_of(context)
         records = await self._runs.stream(valid, peer=_peer_host(context.peer()), tenant=tenant)
-        async for message in self._encoded(records, MODE_CATEGORIES[valid.mode], tenant):
-            yield message
+        async with contextlib.aclosing(records):  # closed at once when the caller goes: that cancels the run
+            async for message in self._encoded(records, MODE_CATEGORIES[valid.mode], tenant):
+                yield message
 
     @reports_errors
     async def StartRun(self, request: rpb.StartRunRequest, context: Context) -> rpb.StartRunResponse:
@@ -64,8 +66,9 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         mode = validate_subscription(request.run_id, int(request.streaming_mode))
         tenant = self._tenant_of(context)
         records = await self._runs.subscribe(request.run_id, request.after_seq, tenant=tenant)
-        async for message in self._encoded(records, MODE_CATEGORIES[mode], tenant):
-            yield message
+        async with contextlib.aclosing(records):  # closed at once when the caller goes: frees its slot
+            async for message in self._encoded(records, MODE_CATEGORIES[mode], tenant):
+                yield message
 
     @reports_errors
     async def CancelRun(self, request: rpb.CancelRunRequest, context: Context) -> rpb.CancelRunResponse:
