@@ -66,7 +66,7 @@ def serve(
         level=log_level.upper(), format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s", stream=sys.stdout
     )
     try:
-        settings = Settings.from_env().with_overrides(
+        settings = Settings.from_env(
             host=host,
             port=port,
             agents_file=agents,

@@ -89,8 +89,13 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from the environment; a malformed value raises ValueError naming the variable."""
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from the environment; a malformed value raises ValueError naming the variable.
+
+        Non-None `overrides` (command-line flags) replace environment values before the settings are checked
+        together: `AGENTSTREAM_WORKERS=4` in the environment and `--store redis://...` on the command line
+        make valid settings, though the environment alone (memory store) would not.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
@@ -103,6 +108,7 @@ class Settings:
                 values[name] = parse(raw)
             except ValueError as exc:
                 raise ValueError(f"environment variable {var}={raw!r} is invalid: {exc}") from None
+        values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
 
 

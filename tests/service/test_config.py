@@ -95,3 +95,11 @@ def test_several_workers_refuse_the_memory_store_unless_allowed() -> None:
         Settings().with_overrides(workers=2)
     allowed = Settings.from_env({"AGENTSTREAM_WORKERS": "2", "AGENTSTREAM_WORKERS_ALLOW_MEMORY": "1"})
     assert (allowed.workers, allowed.store) == (2, "memory")
+
+
+def test_flags_are_checked_together_with_the_environment() -> None:
+    env = {"AGENTSTREAM_WORKERS": "4"}
+    settings = Settings.from_env(env, store="redis://127.0.0.1:6379/0")  # the environment alone is refused
+    assert (settings.workers, settings.store) == (4, "redis://127.0.0.1:6379/0")
+    assert Settings.from_env(env, workers_allow_memory=True).workers == 4
+    assert Settings.from_env(env, workers=1, port=None).workers == 1  # what each worker is started with
