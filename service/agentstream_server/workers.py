@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agentstream_server.config import Settings
 
@@ -100,7 +100,7 @@ class Worker:
     ready: bool = False
     last_returncode: int | None = None
     restarts: int = 0
-    started_at: float = field(default=0.0)
+    started_at: float = 0.0
 
 
 class Supervisor:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -302,6 +303,22 @@ async def test_a_worker_that_cannot_start_stops_the_group_with_status_one(
     assert "cannot start" in output
     assert "before the group was up: stopping" in output
     assert "listening on" not in output
+
+
+async def test_a_port_taken_by_another_program_is_refused_before_any_worker_starts(
+    fake_llm: FakeLLM, clean_redis: str, groups: list[Group]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        group = await spawn_group(
+            fake_llm, "--workers", "2", "--store", clean_redis, "--port", str(port), wait=False
+        )  # the last --port wins
+        groups.append(group)
+        assert await group.exit_status() == 1
+    assert f"cannot start: cannot listen on 127.0.0.1:{port}" in group.output()
+    assert "starting 2 workers" not in group.output()
 
 
 async def test_the_supervisor_dying_stops_its_workers(fake_llm: FakeLLM, clean_redis: str, groups: list[Group]) -> None:
