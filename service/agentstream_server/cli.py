@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -34,21 +35,53 @@ def serve(
             help="Share the port with other processes (SO_REUSEPORT); off by default, so a taken port fails.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port (SO_REUSEPORT), restarted if they die; more than 1 needs a "
+            "redis:// store unless --workers-allow-memory [default: 1].",
+        ),
+    ] = None,
+    workers_allow_memory: Annotated[
+        bool | None,
+        typer.Option(
+            "--workers-allow-memory",
+            help="Allow --workers above 1 with the memory store: a run is then visible only to the worker "
+            "executing it (SubscribeRun, GetRun, CancelRun elsewhere answer NOT_FOUND).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+    worker_id: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
+    ready_fd: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
 ) -> None:
     """Start the gRPC server; SIGTERM/SIGINT drain it gracefully."""
     from agentstream_server.config import Settings
     from agentstream_server.store.redis import RedisUnavailable
     from agentstream_server.transport.server import serve as run_server
+    from agentstream_server.workers import run_workers, tell_supervisor
 
+    who = f"[worker {worker_id} pid {os.getpid()}] " if worker_id is not None else ""
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+        level=log_level.upper(), format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s", stream=sys.stdout
     )
     try:
-        settings = Settings.from_env().with_overrides(
-            host=host, port=port, agents_file=agents, shutdown_grace_s=grace, store=store, reuse_port=reuse_port
+        settings = Settings.from_env(
+            host=host,
+            port=port,
+            agents_file=agents,
+            shutdown_grace_s=grace,
+            store=store,
+            reuse_port=reuse_port,
+            workers=workers,
+            workers_allow_memory=workers_allow_memory,
         )
-        run_event_loop(run_server(settings))
+        if settings.workers > 1:
+            given = {"--host": host, "--agents": agents, "--grace": grace, "--store": store}
+            child_args = [arg for flag, value in given.items() if value is not None for arg in (flag, str(value))]
+            raise typer.Exit(run_workers(settings, [*child_args, "--log-level", log_level]))
+        ready = tell_supervisor(ready_fd, worker_id or 0, settings.host) if ready_fd is not None else None
+        run_event_loop(run_server(settings, ready))
     except (ValueError, OSError, RedisUnavailable) as exc:
         logging.getLogger("agentstream").error("cannot start: %s", exc)
         raise typer.Exit(1) from None

@@ -54,8 +54,19 @@ class Settings:
     max_connection_age_grace_s: float = 900.0
     reuse_port: bool = False
     tool_threads: int = 32
+    workers: int = 1
+    workers_allow_memory: bool = False
 
     def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"AGENTSTREAM_WORKERS ({self.workers}) must be at least 1")
+        if self.workers > 1 and self.store == "memory" and not self.workers_allow_memory:
+            raise ValueError(
+                f"{self.workers} workers with the memory store: each worker would keep its own runs, so "
+                "SubscribeRun, GetRun and CancelRun reaching another worker would answer NOT_FOUND. Use a "
+                "redis:// store (AGENTSTREAM_STORE or --store), or set AGENTSTREAM_WORKERS_ALLOW_MEMORY=1 "
+                "(--workers-allow-memory) if your clients only use StreamingRun"
+            )
         if self.store != "memory" and not self.store.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"AGENTSTREAM_STORE must be 'memory' or a redis:// URL, not {self.store!r}")
         if not 0 < self.max_unread_events < self.max_retained_events:
@@ -79,8 +90,13 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from the environment; a malformed value raises ValueError naming the variable."""
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from the environment; a malformed value raises ValueError naming the variable.
+
+        Non-None `overrides` (command-line flags) replace environment values before the settings are checked
+        together: `AGENTSTREAM_WORKERS=4` in the environment and `--store redis://...` on the command line
+        make valid settings, though the environment alone (memory store) would not.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
@@ -93,6 +109,7 @@ class Settings:
                 values[name] = parse(raw)
             except ValueError as exc:
                 raise ValueError(f"environment variable {var}={raw!r} is invalid: {exc}") from None
+        values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
 
 
@@ -170,5 +187,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_CONNECTION_AGE_GRACE": ("max_connection_age_grace_s", _non_negative_float),
     "AGENTSTREAM_REUSE_PORT": ("reuse_port", _boolean),
     "AGENTSTREAM_TOOL_THREADS": ("tool_threads", _positive_int),
+    "AGENTSTREAM_WORKERS": ("workers", _positive_int),
+    "AGENTSTREAM_WORKERS_ALLOW_MEMORY": ("workers_allow_memory", _boolean),
 }
 """Environment variable -> (settings field, parser)."""

@@ -77,3 +77,29 @@ def test_redis_max_connections_is_parsed_and_leaves_room_for_the_blocking_reader
     assert Settings.from_env({"AGENTSTREAM_REDIS_MAX_CONNECTIONS": "8"}).redis_max_connections == 8
     with pytest.raises(ValueError, match="AGENTSTREAM_REDIS_MAX_CONNECTIONS"):
         Settings.from_env({"AGENTSTREAM_REDIS_MAX_CONNECTIONS": "3"})
+
+
+def test_workers_default_to_one_and_are_parsed() -> None:
+    assert Settings.from_env({}).workers == 1
+    settings = Settings.from_env({"AGENTSTREAM_WORKERS": "4", "AGENTSTREAM_STORE": "redis://127.0.0.1:6379/0"})
+    assert settings.workers == 4
+    with pytest.raises(ValueError, match="AGENTSTREAM_WORKERS"):
+        Settings.from_env({"AGENTSTREAM_WORKERS": "0"})
+
+
+def test_several_workers_refuse_the_memory_store_unless_allowed() -> None:
+    with pytest.raises(ValueError, match="AGENTSTREAM_WORKERS_ALLOW_MEMORY") as refused:
+        Settings.from_env({"AGENTSTREAM_WORKERS": "2"})
+    assert "NOT_FOUND" in str(refused.value)
+    with pytest.raises(ValueError, match="memory store"):
+        Settings().with_overrides(workers=2)
+    allowed = Settings.from_env({"AGENTSTREAM_WORKERS": "2", "AGENTSTREAM_WORKERS_ALLOW_MEMORY": "1"})
+    assert (allowed.workers, allowed.store) == (2, "memory")
+
+
+def test_flags_are_checked_together_with_the_environment() -> None:
+    env = {"AGENTSTREAM_WORKERS": "4"}
+    settings = Settings.from_env(env, store="redis://127.0.0.1:6379/0")  # the environment alone is refused
+    assert (settings.workers, settings.store) == (4, "redis://127.0.0.1:6379/0")
+    assert Settings.from_env(env, workers_allow_memory=True).workers == 4
+    assert Settings.from_env(env, workers=1, port=None).workers == 1  # what each worker is started with

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -64,8 +65,11 @@ def load_catalog(settings: Settings) -> AgentCatalog:
     return load_agents(settings.agents_file) if settings.agents_file else default_agents()
 
 
-async def start_server(settings: Settings) -> RunningServer:
-    """Start a server on settings.host:settings.port (port 0 picks a free one) and return it running."""
+async def start_server(settings: Settings, *, announce: bool = True) -> RunningServer:
+    """Start a server on settings.host:settings.port (port 0 picks a free one) and return it running.
+
+    It logs `listening on HOST:PORT` (the line tooling waits for) unless `announce` is False.
+    """
     catalog = load_catalog(settings)
     TOOL_THREADS.max_workers = settings.tool_threads
     store = await open_store(settings)  # refuses to start, naming the store, when it does not answer
@@ -106,7 +110,8 @@ async def start_server(settings: Settings) -> RunningServer:
         )
         watcher = asyncio.create_task(_watch_store(store, health_servicer))
         logger.info("run store: %s", store.description)
-        logger.info("listening on %s:%d", settings.host, port)
+        if announce:
+            logger.info("listening on %s:%d", settings.host, port)
     except BaseException:
         await store.close()
         raise
@@ -146,14 +151,17 @@ async def _watch_store(store: RunStore, health_servicer: health.aio.HealthServic
                 await health_servicer.set(name, status)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, ready: Callable[[int], None] | None = None) -> None:
     """Run a server until SIGTERM or SIGINT, then shut down gracefully.
+
+    With `ready`, the server does not log `listening on`: once it listens and handles the signals, it calls
+    ready(port) instead (a worker tells its supervisor, which announces the whole group).
 
     A second SIGTERM or SIGINT during shutdown exits at once (status 128 + the signal's number); and once
     shutdown starts, the process exits within grace + STREAM_FLUSH_GRACE_S + EXIT_SLACK_S seconds (status 1)
     even if something, such as a task that ignores cancellation, would hold it up.
     """
-    running = await start_server(settings)
+    running = await start_server(settings, announce=ready is None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -165,6 +173,8 @@ async def serve(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if ready is not None:
+        ready(running.port)
     await stop.wait()
     _exit_unless_done_within(settings.shutdown_grace_s + STREAM_FLUSH_GRACE_S + EXIT_SLACK_S)
     await running.shutdown(settings.shutdown_grace_s)
