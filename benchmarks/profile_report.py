@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import re
 import sys
+from pathlib import Path
 
 BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     # the first bucket whose pattern matches any frame of a stack (searched innermost first) takes the sample
@@ -30,8 +31,8 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
 
 def main(path: str) -> None:
     stacks: collections.Counter[str] = collections.Counter()
-    for line in open(path):
-        stack, _, count = line.rstrip("\n").rpartition(" ")
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
         if stack:
             stacks[stack] += int(count)
     total = sum(stacks.values())
