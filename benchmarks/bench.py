@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import openai
@@ -48,8 +50,8 @@ class Sizes:
     health_checks: int
 
 
-FULL = Sizes(50_000, 50_000, 3, 200, (10, 100, 500, 1000), 30, 10.0, 1_000_000, 10.0, 2_000)
-QUICK = Sizes(2_000, 2_000, 1, 10, (5, 20), 5, 20.0, 20_000, 1.0, 100)
+FULL = Sizes(50_000, 50_000, 3, 200, (100, 250, 500, 750, 1000, 1500, 2000), 60, 10.0, 1_000_000, 10.0, 2_000)
+QUICK = Sizes(2_000, 2_000, 1, 10, (20, 50), 10, 20.0, 20_000, 1.0, 100)
 
 
 def table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
@@ -68,11 +70,16 @@ def rate(n: float) -> str:
 # ---------------------------------------------------------------------------------------------- processes
 
 
-@asynccontextmanager
-async def process(*args: str, ready: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple[int, str]]:
+def process(*args: str, ready: str, env: dict[str, str] | None = None) -> AbstractAsyncContextManager[tuple[int, str]]:
     """Start ``python -m ARGS``, wait for a line matching ``ready``; yield (pid, the match's first group)."""
+    return process_exec(sys.executable, "-m", *args, ready=ready, env=env)
+
+
+@asynccontextmanager
+async def process_exec(*argv: str, ready: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple[int, str]]:
+    """Start ARGV, wait for a line matching ``ready``; yield (pid, the match's first group)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, cwd=ROOT, env={**os.environ, **(env or {})},
+        *argv, cwd=ROOT, env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -81,7 +88,7 @@ async def process(*args: str, ready: str, env: dict[str, str] | None = None) -> 
             while True:
                 line = (await proc.stdout.readline()).decode()
                 if not line:
-                    raise RuntimeError(f"{args[0]} exited before it was ready")
+                    raise RuntimeError(f"{argv} exited before it was ready")
                 match = re.search(ready, line)
                 if match:
                     break
@@ -117,7 +124,6 @@ def cpu_seconds(pid: int) -> float:
 
 async def upstream_ceiling(llm_url: str, sizes: Sizes) -> None:
     """(1) The openai SDK alone reading N tokens: typed chunk objects versus raw SSE lines + json.loads."""
-    import json
 
     client = openai.AsyncOpenAI(base_url=llm_url, api_key="bench", max_retries=0)
     messages = [{"role": "user", "content": f"bench: tokens={sizes.tokens}"}]
@@ -262,42 +268,108 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def concurrency(client: Client, sizes: Sizes) -> None:
-    """(5) N concurrent streams at R tokens/s each: achieved tokens/s, added per-token latency, errors."""
-    rows = []
-    for streams in sizes.concurrency:
-        latencies: list[float] = []
-        errors: list[int] = []
-
-        start = time.perf_counter()
-        counts = await asyncio.gather(*(paced_stream(client, sizes, latencies, errors) for _ in range(streams)))
-        seconds = time.perf_counter() - start
-        ideal = streams * sizes.rate
-        rows.append((
-            f"{streams} streams x {sizes.rate:g} tok/s", rate(sum(counts) / seconds),
-            rate(ideal) + " offered", f"p50 +{percentile(latencies, 50):.1f} ms, p99 +{percentile(latencies, 99):.1f} ms, "
-            f"{len(errors)} errors",
-        ))  # fmt: skip
-    table(f"5. Concurrency: {sizes.concurrent_tokens} tokens per stream (ratio column: added latency, errors)", rows)
+LOADGEN = ROOT / "benchmarks" / "loadgen"
+LOAD_ENV = {
+    "AGENTSTREAM_MAX_RUNS": "100000",  # default 256: the load is all runs at once
+    "AGENTSTREAM_MAX_RUNS_PER_PEER": "0",  # default 64: every stream comes from 127.0.0.1, so no per-peer limit
+}
+"""Settings the concurrency figure's server runs with; the rest (128 streams per connection...) are the defaults."""
 
 
-async def paced_stream(client: Client, sizes: Sizes, latencies: list[float], errors: list[int]) -> int:
-    """One stream of stamped tokens at the paced rate; appends each token's added latency (ms)."""
-    got = 0
-    try:
-        async for message in client.streaming_run(
-            f"bench: tokens={sizes.concurrent_tokens} rate={sizes.rate:g} stamp", streaming_mode=StreamingMode.CHUNK
-        ):
-            if isinstance(message, ChunkMessage):
-                now = time.perf_counter_ns()
-                for stamp in message.payload.content.split():
-                    latencies.append((now - int(stamp)) / 1e6)
-                    got += 1
-            elif isinstance(message, TaskMessage) and not message.payload.success:
-                errors.append(1)
-    except Exception:
-        errors.append(1)
-    return got
+def build_loadgen() -> Path:
+    """go build the load generator and the Go scripted LLM into benchmarks/loadgen/bin (gitignored)."""
+    import subprocess
+
+    subprocess.run(["go", "build", "-o", "bin/", "./cmd/..."], cwd=LOADGEN, check=True)
+    return LOADGEN / "bin"
+
+
+@dataclass(frozen=True)
+class Load:
+    """One load generator run against one server, and that server's CPU time over it."""
+
+    report: dict[str, Any]
+    cpu_s: float
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_s / max(1, self.report["events"]) * 1e6
+
+    @property
+    def errors(self) -> int:
+        return sum(self.report["errors"].values()) + self.report["incomplete"]
+
+    def error_text(self) -> str:
+        errors = ", ".join(f"{n} {code}" for code, n in sorted(self.report["errors"].items()))
+        incomplete = self.report["incomplete"]
+        return (errors + (f", {incomplete} incomplete" if incomplete else "")) or "0"
+
+
+async def load(loadgen: Path, target: str, server_pid: int, streams: int, sizes: Sizes) -> Load:
+    """Run the Go load generator: `streams` StreamingRun calls of stamped tokens at the paced rate."""
+    cpu_before = cpu_seconds(server_pid)
+    proc = await asyncio.create_subprocess_exec(
+        str(loadgen / "loadgen"), "-target", target, "-streams", str(streams),
+        "-tokens", str(sizes.concurrent_tokens), "-rate", f"{sizes.rate:g}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    cpu = cpu_seconds(server_pid) - cpu_before
+    if proc.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {err.decode()[-2000:]}")
+    return Load(json.loads(out.decode().strip().splitlines()[-1]), cpu)
+
+
+async def concurrency(sizes: Sizes) -> None:
+    """(5) N concurrent streams at R tokens/s each, driven by the Go load generator (not the bottleneck),
+    against agentstream and, in the same run, a raw grpc.aio server sending the same messages on the same
+    schedule: delivered events/s, per-event latency (LLM or raw server sent -> Go SDK received), server CPU
+    per event, errors by status code."""
+    bins = build_loadgen()
+    async with (
+        process_exec(str(bins / "fakellm"), ready=r"listening on (\S+)") as (_, llm_url),
+        process("benchmarks.raw_paced_server", ready=r"listening on (\S+)") as (raw_pid, raw_target),
+        process("agentstream_server", "serve", "--port", "0", "--grace", "1", ready=r"listening on (\S+)",
+                env={"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", **LOAD_ENV}) as (pid, target),
+    ):  # fmt: skip
+        await load(bins, raw_target, raw_pid, 10, sizes)  # warm up both
+        await load(bins, target, pid, 10, sizes)
+        rows = []
+        knee = None
+        for streams in sizes.concurrency:
+            raw = await load(bins, raw_target, raw_pid, streams, sizes)
+            ours = await load(bins, target, pid, streams, sizes)
+            a, b = ours.report, raw.report
+            ratio = a["events_per_s"] / b["events_per_s"]
+            if knee is None and (ratio < 0.9 or ours.errors):
+                knee = streams
+            rows += [
+                (f"{streams} streams: delivered events/s", rate(a["events_per_s"]), rate(b["events_per_s"]) + " raw",
+                 f"{ratio:.2f}x"),
+                (f"{streams} streams: latency p50 / p99", f"{a['p50_ms']:.1f} / {a['p99_ms']:.1f} ms",
+                 f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms raw",
+                 f"+{a['p50_ms'] - b['p50_ms']:.1f} / +{a['p99_ms'] - b['p99_ms']:.1f} ms"),
+                (f"{streams} streams: call -> first event p50 / p99", f"{a['first_event_p50_ms']:.0f} / "
+                 f"{a['first_event_p99_ms']:.0f} ms", f"{b['first_event_p50_ms']:.0f} / {b['first_event_p99_ms']:.0f} ms raw",
+                 f"+{a['first_event_p50_ms'] - b['first_event_p50_ms']:.0f} / "
+                 f"+{a['first_event_p99_ms'] - b['first_event_p99_ms']:.0f} ms"),
+                (f"{streams} streams: server CPU per event", f"{ours.cpu_us_per_event:.0f} µs",
+                 f"{raw.cpu_us_per_event:.0f} µs raw", f"{ours.cpu_us_per_event / raw.cpu_us_per_event:.2f}x"),
+                (f"{streams} streams: errors", ours.error_text(), raw.error_text() + " raw", "-"),
+            ]  # fmt: skip
+    table(
+        f"5. Concurrency: Go load generator, N streams x {sizes.concurrent_tokens} tokens at {sizes.rate:g} tok/s "
+        "(baseline: raw grpc.aio, same schedule)",
+        rows,
+    )
+    levels = sizes.concurrency
+    if knee is None:
+        print(f"  knee: not reached up to {levels[-1]} streams (every level >= 0.9x the baseline, no errors)")
+    elif knee == levels[0]:
+        print(f"  knee: at or below {knee} streams")
+    else:
+        print(f"  knee: between {levels[levels.index(knee) - 1]} and {knee} streams "
+              "(first level below 0.9x the baseline's events/s, or with errors)")  # fmt: skip
 
 
 async def slow_consumer(client: Client, server_pid: int, sizes: Sizes) -> None:
@@ -444,12 +516,12 @@ async def main() -> None:
                     await full_stack(client, server_pid, transport, sizes)
                 if "4" in only:
                     await first_chunk_latency(client, llm_url, sizes)
-                if "5" in only:
-                    await concurrency(client, sizes)
                 if "6" in only:
                     await slow_consumer(client, server_pid, sizes)
         if "8" in only:
             await redis_versus_memory(llm_url, sizes)
+    if "5" in only:
+        await concurrency(sizes)
     if "9" in only:
         await hostile_input(sizes)
     if len(only) == 9:
