@@ -39,13 +39,22 @@ _HTTP_LOG_FILTER = RedactingFilter()
 
 
 def make_openai_client(
-    base_url: str | None, api_key: str | None, *, timeout_s: float, max_retries: int
+    base_url: str | None, api_key: str | None, *, timeout_s: float, max_retries: int, max_connections: int = 100
 ) -> openai.AsyncOpenAI:
-    """An AsyncOpenAI client for any OpenAI-compatible endpoint; its secrets are masked in the HTTP client's log."""
+    """An AsyncOpenAI client for any OpenAI-compatible endpoint; its secrets are masked in the HTTP client's log.
+
+    ``max_connections``: connections kept open to the endpoint, sized to the concurrent runs (the SDK's own
+    default keeps 100 alive, so past 100 live runs every LLM call would open a new connection).
+    """
     _HTTP_LOG_FILTER.add([api_key or "", *url_secrets(base_url or "")])
     logging.getLogger("httpx2").addFilter(_HTTP_LOG_FILTER)
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return openai.AsyncOpenAI(
-        base_url=base_url, api_key=api_key or _NO_API_KEY, timeout=timeout_s, max_retries=max_retries
+        base_url=base_url,
+        api_key=api_key or _NO_API_KEY,
+        timeout=timeout_s,
+        max_retries=max_retries,
+        http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s),
     )
 
 

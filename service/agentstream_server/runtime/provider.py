@@ -25,6 +25,7 @@ class ModelProvider:
                 settings.openai_api_key,
                 timeout_s=settings.llm_timeout_s,
                 max_retries=settings.llm_max_retries,
+                max_connections=max(settings.max_concurrent_runs, 100),
             )
 
     @property

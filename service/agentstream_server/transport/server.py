@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -136,6 +137,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * ms)),
         ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * ms)),
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+        # Calls the event loop has not picked up yet wait in gRPC core, which drops them with a bare CANCELLED
+        # past 1,000 (at random) or 3,000 pending. Let them wait instead: once picked up, a call over a limit
+        # gets a clear RESOURCE_EXHAUSTED (TOO_MANY_RUNS, or the concurrent-RPC bound) it can act on.
+        ("grpc.server.max_pending_requests", settings.max_concurrent_rpcs * 4),
+        ("grpc.server.max_pending_requests_hard_limit", settings.max_concurrent_rpcs * 8),
     ]
 
 
@@ -162,6 +168,7 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
     even if something, such as a task that ignores cancellation, would hold it up.
     """
     running = await start_server(settings, announce=ready is None)
+    gc.freeze()  # what start-up built lives as long as the process: keep it out of every later collection
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
