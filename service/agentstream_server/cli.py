@@ -51,6 +51,18 @@ def serve(
             "executing it (SubscribeRun, GetRun, CancelRun elsewhere answer NOT_FOUND).",
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve TLS with this PEM certificate (chain) [default: $AGENTSTREAM_TLS_CERT].")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="The PEM private key of --tls-cert [default: $AGENTSTREAM_TLS_KEY].")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="Require client certificates issued by this PEM CA (mTLS) [default: $AGENTSTREAM_TLS_CLIENT_CA]."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
     worker_id: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
     ready_fd: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
@@ -75,9 +87,13 @@ def serve(
             reuse_port=reuse_port,
             workers=workers,
             workers_allow_memory=workers_allow_memory,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
         )
         if settings.workers > 1:
             given = {"--host": host, "--agents": agents, "--grace": grace, "--store": store}
+            given |= {"--tls-cert": tls_cert, "--tls-key": tls_key, "--tls-client-ca": tls_client_ca}
             child_args = [arg for flag, value in given.items() if value is not None for arg in (flag, str(value))]
             raise typer.Exit(run_workers(settings, [*child_args, "--log-level", log_level]))
         ready = tell_supervisor(ready_fd, worker_id or 0, settings.host) if ready_fd is not None else None

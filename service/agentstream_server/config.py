@@ -56,6 +56,9 @@ class Settings:
     tool_threads: int = 32
     workers: int = 1
     workers_allow_memory: bool = False
+    tls_cert: Path | None = None  # with tls_key: serve TLS (transport/tls.py checks the files at start)
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # also require client certificates issued by this CA (mTLS)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -189,5 +192,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_TOOL_THREADS": ("tool_threads", _positive_int),
     "AGENTSTREAM_WORKERS": ("workers", _positive_int),
     "AGENTSTREAM_WORKERS_ALLOW_MEMORY": ("workers_allow_memory", _boolean),
+    "AGENTSTREAM_TLS_CERT": ("tls_cert", Path),
+    "AGENTSTREAM_TLS_KEY": ("tls_key", Path),
+    "AGENTSTREAM_TLS_CLIENT_CA": ("tls_client_ca", Path),
 }
 """Environment variable -> (settings field, parser)."""

@@ -26,6 +26,8 @@ from agentstream_server.store.base import RunStore
 from agentstream_server.store.factory import open_store
 from agentstream_server.transport.decoding import TolerantDecoding
 from agentstream_server.transport.servicer import RunnerServicer
+from agentstream_server.transport.tls import describe as describe_tls
+from agentstream_server.transport.tls import server_credentials
 
 logger = logging.getLogger("agentstream.server")
 
@@ -72,6 +74,7 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
     It logs `listening on HOST:PORT` (the line tooling waits for) unless `announce` is False.
     """
     catalog = load_catalog(settings)
+    credentials = server_credentials(settings)  # None: plaintext; a bad TLS file stops us here, named
     TOOL_THREADS.max_workers = settings.tool_threads
     store = await open_store(settings)  # refuses to start, naming the store, when it does not answer
     try:
@@ -92,7 +95,8 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
             server,
         )
         try:
-            port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+            address = f"{settings.host}:{settings.port}"
+            port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         except RuntimeError:  # grpc's "Failed to bind": the port is taken (we never share it unless reuse_port)
             port = 0
         if port == 0:
@@ -111,6 +115,7 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
         )
         watcher = asyncio.create_task(_watch_store(store, health_servicer))
         logger.info("run store: %s", store.description)
+        logger.info("transport: %s", describe_tls(settings))
         if announce:
             logger.info("listening on %s:%d", settings.host, port)
     except BaseException:
