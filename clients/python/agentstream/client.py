@@ -13,6 +13,7 @@ import grpc
 
 from agentstream.errors import TransportError, from_rpc_error
 from agentstream.messages import Message, TaskResponse, from_proto, task_response
+from agentstream.tls import PemSource, channel_credentials
 from agentstream.types import StreamingMode, TaskStatus
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
@@ -120,9 +121,26 @@ class Client:
         *,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         metadata: Mapping[str, str] | None = None,
+        tls: bool = False,
+        root_ca: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """Open a channel to ``target`` (else ``$AGENTSTREAM_TARGET``, else 127.0.0.1:50051), plaintext by default.
+
+        TLS: ``tls=True`` (system CAs), or ``root_ca=`` the server's CA; add ``client_cert=`` and ``client_key=``
+        for mTLS (each a PEM path or bytes), or pass ready ``credentials=`` (see agentstream.tls).
+        """
         self.target = resolve_target(target)
-        self._channel = grpc.aio.insecure_channel(self.target, options=channel_options)
+        secure = channel_credentials(
+            tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key, credentials=credentials
+        )
+        self._channel = (
+            grpc.aio.secure_channel(self.target, secure, options=channel_options)
+            if secure
+            else grpc.aio.insecure_channel(self.target, options=channel_options)
+        )
         self._stub = rpb_grpc.RunnerServiceStub(self._channel)
         self._call_metadata = tuple((metadata or {}).items())
 

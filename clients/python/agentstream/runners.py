@@ -6,8 +6,11 @@ from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+import grpc
+
 from agentstream.client import Client
 from agentstream.messages import Message
+from agentstream.tls import PemSource
 from agentstream.types import StreamingMode
 
 
@@ -38,15 +41,28 @@ class Runners:
         run_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        tls: bool = False,
+        root_ca: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> AsyncGenerator[Message, None]:
         """Run an agent on an input and yield its messages as they happen, ending with the terminal TaskMessage.
 
         Opens a Client on ``target`` (else ``$AGENTSTREAM_TARGET``, else 127.0.0.1:50051) for the duration
-        of the iteration; leaving the loop early cancels the run. Raises a typed AgentStreamError when the
-        call fails.
+        of the iteration, with TLS when asked (``tls``, ``root_ca``, ``client_cert``, ``client_key``,
+        ``credentials``: as for Client); leaving the loop early cancels the run. Raises a typed
+        AgentStreamError when the call fails.
         """
         async with (
-            Client(target) as client,
+            Client(
+                target,
+                tls=tls,
+                root_ca=root_ca,
+                client_cert=client_cert,
+                client_key=client_key,
+                credentials=credentials,
+            ) as client,
             aclosing(
                 client.streaming_run(
                     input,
@@ -63,7 +79,16 @@ class Runners:
                 yield message
 
     @staticmethod
-    async def streaming_run_task(task: Task, *, target: str | None = None) -> AsyncGenerator[Message, None]:
+    async def streaming_run_task(
+        task: Task,
+        *,
+        target: str | None = None,
+        tls: bool = False,
+        root_ca: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> AsyncGenerator[Message, None]:
         """Run a Task and yield its messages as they happen (see streaming_run)."""
         stream = Runners.streaming_run(
             task.input,
@@ -74,6 +99,11 @@ class Runners:
             run_id=task.run_id,
             metadata=task.metadata,
             timeout=task.timeout,
+            tls=tls,
+            root_ca=root_ca,
+            client_cert=client_cert,
+            client_key=client_key,
+            credentials=credentials,
         )
         async with aclosing(stream):
             async for message in stream:

@@ -6,13 +6,26 @@ Needs the `cli` extra (`pip install 'agentstream[cli]'`: typer and rich).
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run LLM agents and stream their events.")
 
+if TYPE_CHECKING:
+    from agentstream.cli.run import TLSOptions
+
 MODES = ("core", "chunk", "output", "chunk_output", "all")
+
+TLSFlag = Annotated[bool, typer.Option("--tls", help="Connect with TLS (system CAs unless --ca).")]
+CAFile = Annotated[
+    Path | None, typer.Option("--ca", help="PEM CA to verify the server with (implies --tls).", dir_okay=False)
+]
+CertFile = Annotated[
+    Path | None, typer.Option("--cert", help="PEM client certificate, for mTLS (with --key).", dir_okay=False)
+]
+KeyFile = Annotated[Path | None, typer.Option("--key", help="PEM private key of --cert.", dir_okay=False)]
 
 
 @app.command()
@@ -24,6 +37,10 @@ def run(
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
     session_id: Annotated[str | None, typer.Option(help="Session id to tag the run with.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Run time limit in seconds.")] = None,
+    tls: TLSFlag = False,
+    ca: CAFile = None,
+    cert: CertFile = None,
+    key: KeyFile = None,
 ) -> None:
     """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status."""
     from agentstream.cli.run import stream_run
@@ -38,6 +55,7 @@ def run(
             json_lines=json_lines,
             session_id=session_id,
             timeout=timeout,
+            tls=_tls_options(tls, ca, cert, key),
         )
     )
     raise typer.Exit(code)
@@ -50,13 +68,22 @@ def attach(
     mode: Annotated[str, typer.Option(help=f"Streaming mode: {', '.join(MODES)}.")] = "core",
     target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
+    tls: TLSFlag = False,
+    ca: CAFile = None,
+    cert: CertFile = None,
+    key: KeyFile = None,
 ) -> None:
     """Follow an existing run (replay, then live); exit status as for run."""
     from agentstream.cli.run import attach_run
 
     _check_mode(mode)
+    options = _tls_options(tls, ca, cert, key)
     raise typer.Exit(
-        asyncio.run(attach_run(run_id, after_seq=after_seq, mode=mode.lower(), target=target, json_lines=json_lines))
+        asyncio.run(
+            attach_run(
+                run_id, after_seq=after_seq, mode=mode.lower(), target=target, json_lines=json_lines, tls=options
+            )
+        )
     )
 
 
@@ -65,11 +92,23 @@ def cancel(
     run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
     reason: Annotated[str, typer.Option(help="Why; shown in the run's terminal message.")] = "cancelled from the CLI",
     target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
+    tls: TLSFlag = False,
+    ca: CAFile = None,
+    cert: CertFile = None,
+    key: KeyFile = None,
 ) -> None:
     """Cancel a run; exit 0 when it is cancelled or had already finished, 2 on an error status."""
     from agentstream.cli.run import cancel_run
 
-    raise typer.Exit(asyncio.run(cancel_run(run_id, reason=reason, target=target)))
+    raise typer.Exit(
+        asyncio.run(cancel_run(run_id, reason=reason, target=target, tls=_tls_options(tls, ca, cert, key)))
+    )
+
+
+def _tls_options(tls: bool, ca: Path | None, cert: Path | None, key: Path | None) -> TLSOptions:
+    from agentstream.cli.run import TLSOptions
+
+    return TLSOptions(tls=tls, ca=ca, cert=cert, key=key)
 
 
 def _check_mode(mode: str) -> None:

@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
+import grpc
 from rich.console import Console
 
-from agentstream import AgentStreamError, ChunkMessage, Client, Message, StreamingMode, TaskMessage
+from agentstream import AgentStreamError, ChunkMessage, Client, Message, StreamingMode, TaskMessage, TransportError
 from agentstream.cli.render import render, terminal_safe, to_json
 
 Stream = Callable[[Client], AsyncIterator[Message]]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSOptions:
+    """The client commands' --tls, --ca, --cert and --key; --ca, --cert or --key alone also turn TLS on."""
+
+    tls: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.tls or self.ca is not None or self.cert is not None or self.key is not None
+
+    def client(self, target: str | None) -> Client:
+        """A Client on target with these options (ValueError for a lone --cert or --key, or an unreadable file)."""
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("--cert and --key go together (mTLS needs both)")
+        return Client(target, tls=self.tls, root_ca=self.ca, client_cert=self.cert, client_key=self.key)
+
+
+PLAINTEXT = TLSOptions()
 
 
 async def stream_run(
@@ -22,6 +48,7 @@ async def stream_run(
     json_lines: bool,
     session_id: str | None,
     timeout: float | None,
+    tls: TLSOptions = PLAINTEXT,
 ) -> int:
     """Stream and render a new run; returns the process exit status."""
     streaming_mode = StreamingMode[mode.upper()]
@@ -30,42 +57,56 @@ async def stream_run(
             prompt, agent=agent, streaming_mode=streaming_mode, session_id=session_id, timeout=timeout
         ),
         target=target,
+        tls=tls,
         json_lines=json_lines,
         show_steps=streaming_mode == StreamingMode.ALL,
     )
 
 
-async def attach_run(run_id: str, *, after_seq: int, mode: str, target: str | None, json_lines: bool) -> int:
+async def attach_run(
+    run_id: str, *, after_seq: int, mode: str, target: str | None, json_lines: bool, tls: TLSOptions = PLAINTEXT
+) -> int:
     """Follow an existing run from after_seq (resuming across transport failures); returns the exit status."""
     streaming_mode = StreamingMode[mode.upper()]
     return await _render_stream(
         lambda client: client.subscribe_run(run_id, after_seq=after_seq, streaming_mode=streaming_mode, resume=True),
         target=target,
+        tls=tls,
         json_lines=json_lines,
         show_steps=streaming_mode == StreamingMode.ALL,
     )
 
 
-async def cancel_run(run_id: str, *, reason: str, target: str | None) -> int:
+async def cancel_run(run_id: str, *, reason: str, target: str | None, tls: TLSOptions = PLAINTEXT) -> int:
     """Cancel a run and print what happened; returns the exit status."""
     try:
-        async with Client(target) as client:
+        async with tls.client(target) as client:
             result = await client.cancel_run(run_id, reason)
     except AgentStreamError as error:
-        _report(error)
+        _report(error, tls)
+        return 2
+    except ValueError as error:
+        _report_usage(error)
         return 2
     state = "had already finished" if result.already_finished else "cancelled"
     print(terminal_safe(f"run {run_id} {state}: {result.status.name}"))
     return 0
 
 
-async def _render_stream(stream: Stream, *, target: str | None, json_lines: bool, show_steps: bool) -> int:
+async def _render_stream(
+    stream: Stream, *, target: str | None, tls: TLSOptions, json_lines: bool, show_steps: bool
+) -> int:
     console = Console(highlight=False, soft_wrap=True)
     inline = False
     answer_shown = False
     success = False
     try:
-        async with Client(target) as client:
+        client = tls.client(target)
+    except ValueError as error:
+        _report_usage(error)
+        return 2
+    try:
+        async with client:
             async for message in stream(client):
                 if isinstance(message, TaskMessage) and message.is_terminal:
                     success = message.payload.success
@@ -87,12 +128,17 @@ async def _render_stream(stream: Stream, *, target: str | None, json_lines: bool
     except AgentStreamError as error:
         if inline:
             console.out("")
-        _report(error)
+        _report(error, tls)
         return 2
     return 0 if success else 1
 
 
-def _report(error: AgentStreamError) -> None:
-    Console(stderr=True, highlight=False).out(
-        terminal_safe(f"error: {error.code.name} {error.reason or ''}: {error.message}".replace("  ", " "))
-    )
+def _report_usage(error: ValueError) -> None:
+    Console(stderr=True, highlight=False).out(terminal_safe(f"error: {error}"))
+
+
+def _report(error: AgentStreamError, tls: TLSOptions) -> None:
+    console = Console(stderr=True, highlight=False)
+    console.out(terminal_safe(f"error: {error.code.name} {error.reason or ''}: {error.message}".replace("  ", " ")))
+    if isinstance(error, TransportError) and error.code == grpc.StatusCode.UNAVAILABLE and not tls.secure:
+        console.out("hint: if the server serves TLS, add --tls or --ca FILE (and --cert/--key for mTLS)")
