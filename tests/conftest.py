@@ -13,6 +13,7 @@ import redis
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from agentstream_server.config import Settings
 from agentstream_server.transport.server import RunningServer, start_server
+from tests.support.certs import Pki, write_pki
 from tests.support.fakellm import FakeLLM
 from tests.support.redis_server import redis_server
 
@@ -49,6 +50,12 @@ def store(request: pytest.FixtureRequest) -> str:
     client.flushdb()
     client.close()
     return url
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA with server and client certificates (and a client of another CA), for the TLS tests."""
+    return write_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

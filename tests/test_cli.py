@@ -7,6 +7,8 @@ import json
 import sys
 
 from agentstream_server.transport.server import RunningServer
+from tests.conftest import StartServer
+from tests.support.certs import Pki
 from tests.support.fakellm import FakeLLM, HTTPError, default_responder
 
 
@@ -111,3 +113,40 @@ async def test_the_agents_option_says_the_file_is_trusted_code() -> None:
     assert "Trusted configuration: its tool import paths are imported and run." in " ".join(
         line.strip("│ ") for line in out.splitlines()
     )
+
+
+async def test_run_attach_and_cancel_over_mtls(start: StartServer, fake_llm: FakeLLM, pki: Pki) -> None:
+    from agentstream import Client
+    from tests.support.fakellm import Stall, Text
+
+    server = await start(tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca)
+    target = f"127.0.0.1:{server.port}"
+    tls = ("--ca", str(pki.ca), "--cert", str(pki.client_cert), "--key", str(pki.client_key))
+    fake_llm.script(Text(["over ", "mtls"]), Stall(["Hel"]))
+    code, out, err = await cli("run", "hi", "--target", target, "--tls", *tls)
+    assert code == 0, err
+    assert "over mtls" in out
+    async with Client(target, root_ca=pki.ca, client_cert=pki.client_cert, client_key=pki.client_key) as client:
+        live_id = await client.start_run("second")
+    assert await fake_llm.wait_requests(2, 5)
+    code, out, err = await cli("cancel", live_id, "--reason", "enough", "--target", target, *tls)
+    assert code == 0, err
+    code, out, err = await cli("attach", live_id, "--target", target, *tls)
+    assert code == 1, err
+    assert "enough" in out
+
+
+async def test_run_without_tls_against_a_tls_server_fails_with_a_hint(start: StartServer, pki: Pki) -> None:
+    server = await start(tls_cert=pki.server_cert, tls_key=pki.server_key)
+    code, _, err = await cli("run", "hi", "--target", f"127.0.0.1:{server.port}")
+    assert code == 2
+    assert "error: UNAVAILABLE" in err
+    assert "hint: if the server serves TLS, add --tls or --ca FILE" in err
+
+
+async def test_run_with_a_client_certificate_but_no_key_is_a_usage_error(pki: Pki) -> None:
+    code, _, err = await cli(
+        "run", "hi", "--target", "127.0.0.1:1", "--ca", str(pki.ca), "--cert", str(pki.client_cert)
+    )
+    assert code == 2
+    assert "error: --cert and --key go together" in err
