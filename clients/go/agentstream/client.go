@@ -22,7 +22,11 @@ type Client struct {
 	stub pb.RunnerServiceClient
 }
 
-// Dial connects to an agentstream server at target (host:port) over plaintext HTTP/2.
+// Dial connects to an agentstream server at target (host:port) over plaintext HTTP/2, or over TLS with
+// WithTLS among opts (a later grpc.WithTransportCredentials replaces the plaintext default too):
+//
+//	config, err := agentstream.TLSConfig("ca.pem", "client.pem", "client.key") // "", "" without mTLS
+//	client, err := agentstream.Dial("agents.example.com:443", agentstream.WithTLS(config))
 func Dial(target string, opts ...grpc.DialOption) (*Client, error) {
 	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
 	conn, err := grpc.NewClient(target, opts...)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/agentstream/agentstream/clients/go/agentstream"
@@ -77,11 +78,12 @@ func (p *cuttingProxy) count() int {
 }
 
 // runResumeScenario subscribes with resume through a proxy and cuts it mid-run: every event exactly once.
-func runResumeScenario(t *testing.T, direct *agentstream.Client, s scenario) {
+// The proxy forwards to upstream; opts are the dial options (TLS) of the proxied client.
+func runResumeScenario(t *testing.T, direct *agentstream.Client, upstream string, s scenario, opts ...grpc.DialOption) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	proxy := startProxy(t, target(t))
-	proxied, err := agentstream.Dial(proxy.listener.Addr().String())
+	proxy := startProxy(t, upstream)
+	proxied, err := agentstream.Dial(proxy.listener.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

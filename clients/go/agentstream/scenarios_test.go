@@ -102,7 +102,7 @@ func TestScenarios(t *testing.T) {
 		t.Run(s.Name, func(t *testing.T) {
 			switch {
 			case s.Resume != nil:
-				runResumeScenario(t, client, s)
+				runResumeScenario(t, client, target(t), s)
 			case s.Terminals != nil:
 				checkTerminalMapping(t, s)
 			default:
