@@ -1,6 +1,7 @@
 /** agentstream TypeScript SDK: stream LLM agent runs over gRPC, typed from the one contract. */
 import { Code, createClient as createConnectClient, type Client as ConnectClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { SecureClientSessionOptions } from "node:http2";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 
 import type { Message } from "./gen/agentstream/v1/message_pb.js";
@@ -23,14 +24,23 @@ export const TASK_RESPONSE_TOPIC = "__task_response";
 export type { Transport } from "@connectrpc/connect";
 
 /**
- * Where the client sends its calls: a `baseUrl` (the default gRPC transport of connect-node, HTTP/2), or
- * any connect-es `transport` (e.g. `createGrpcTransport({...})` with TLS or interceptors,
- * `createRouterTransport(...)` in tests).
+ * TLS for an `https://` baseUrl, as Node's `tls.connect` takes it: PEM contents (strings or Buffers, e.g.
+ * `readFileSync("ca.pem")`), not paths. `ca` replaces Node's bundled CAs for verifying the server;
+ * `cert` and `key` are the client certificate for a server that requires one (mTLS).
+ */
+export type TlsOptions = Pick<SecureClientSessionOptions, "ca" | "cert" | "key" | "servername">;
+
+/**
+ * Where the client sends its calls: a `baseUrl` (the default gRPC transport of connect-node, HTTP/2; TLS
+ * with `https://` and `tls`), or any connect-es `transport` (e.g. `createGrpcTransport({...})` with its own
+ * `nodeOptions` or interceptors, `createRouterTransport(...)` in tests).
  */
 export type ClientOptions =
   | {
-      /** The server, e.g. "http://127.0.0.1:50051". */
+      /** The server, e.g. "http://127.0.0.1:50051", or "https://agents.example.com" for TLS. */
       baseUrl: string;
+      /** CA and client certificate for an https:// baseUrl (without it, Node's bundled CAs verify the server). */
+      tls?: TlsOptions;
       transport?: undefined;
     }
   | {
@@ -125,9 +135,17 @@ async function call<T>(promise: Promise<T>): Promise<T> {
   }
 }
 
+function grpcTransport(baseUrl: string, tls: TlsOptions | undefined): Transport {
+  if (tls === undefined) return createGrpcTransport({ baseUrl });
+  if (!baseUrl.startsWith("https://")) {
+    throw new Error(`tls options need an https:// baseUrl, not ${JSON.stringify(baseUrl)}`);
+  }
+  return createGrpcTransport({ baseUrl, nodeOptions: tls });
+}
+
 /** Create a client over the gRPC protocol (HTTP/2) to `baseUrl`, or over a caller-supplied `transport`. */
 export function createClient(options: ClientOptions): AgentStreamClient {
-  const transport = options.transport ?? createGrpcTransport({ baseUrl: options.baseUrl });
+  const transport = options.transport ?? grpcTransport(options.baseUrl, options.tls);
   const raw = createConnectClient(RunnerService, transport);
   return {
     raw,

@@ -16,6 +16,9 @@ import {
   StreamingMode,
   TASK_RESPONSE_TOPIC,
   TaskStatus,
+  TransportError,
+  type AgentStreamClient,
+  type ClientOptions,
   type Message,
 } from "../src/index.js";
 import { startProxy } from "./cutting-proxy.js";
@@ -37,66 +40,71 @@ const statusName = (s: TaskStatus) => TaskStatus[s];
 
 for (const s of scenarios) {
   test(`scenario ${s.name}`, async () => {
-    if (s.resume) return runResumeScenario(s);
+    if (s.resume) return runResumeScenario(client, s, target!, (address) => ({ baseUrl: `http://${address}` }));
     if (s.terminals) return checkTerminalMapping(s);
-    const expect = s.expect;
-    const controller = new AbortController();
-    const stream = client.streamingRun({
-      input: s.input,
-      agent: s.agent,
-      streamingMode: modeOf(s.mode ?? "CORE"),
-      signal: controller.signal,
-    });
-    const messages: Message[] = [];
-    let chunks = 0;
-    try {
-      for await (const msg of stream) {
-        messages.push(msg);
-        if (msg.payload.case === "chunk") chunks++;
-        if (s.cancel_after_chunks && chunks === s.cancel_after_chunks) {
-          controller.abort();
-          break;
-        }
-      }
-    } catch (error) {
-      assert.ok(expect.error, `unexpected error ${error}`);
-      assert.ok(error instanceof AgentStreamError);
-      assert.equal(error.codeName, expect.error.code);
-      assert.equal(error.reason, expect.error.reason);
-      if (expect.error.field) assert.ok(error.fieldViolations.some((v) => v.field === expect.error.field));
-      return;
-    }
-    assert.ok(!expect.error, `expected ${expect.error?.reason}, got a stream`);
-    if (s.cancel_after_chunks) {
-      const runId = messages[0].runId;
-      const deadline = Date.now() + 5000;
-      let run = await client.getRun(runId);
-      while (run.status === TaskStatus.RUNNING && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 20));
-        run = await client.getRun(runId);
-      }
-      assert.equal(statusName(run.status), expect.terminal.status);
-      return;
-    }
-    if (expect.categories) assert.deepEqual(messages.map((m) => m.category), expect.categories);
-    const text = messages.map((m) => (m.payload.case === "chunk" ? m.payload.value.content : "")).join("");
-    if (expect.chunk_text !== undefined) assert.equal(text, expect.chunk_text);
-    if (expect.tool_calls) {
-      const calls = messages.flatMap((m) =>
-        m.payload.case === "tool" ? m.payload.value.actions.map((a) => ({ tool_name: a.toolName, params: a.params })) : [],
-      );
-      assert.deepEqual(calls, expect.tool_calls);
-    }
-    if (expect.tool_results) {
-      const results = messages.flatMap((m) =>
-        m.payload.case === "toolResult"
-          ? [{ tool_name: m.payload.value.toolName, content: m.payload.value.content, is_error: m.payload.value.isError }]
-          : [],
-      );
-      assert.deepEqual(results, expect.tool_results);
-    }
-    checkTerminal(messages, expect);
+    return runScenario(client, s);
   });
+}
+
+/** Run one scenario's call and check what it streams (or the error it fails with). */
+async function runScenario(client: AgentStreamClient, s: Scenario) {
+  const expect = s.expect;
+  const controller = new AbortController();
+  const stream = client.streamingRun({
+    input: s.input,
+    agent: s.agent,
+    streamingMode: modeOf(s.mode ?? "CORE"),
+    signal: controller.signal,
+  });
+  const messages: Message[] = [];
+  let chunks = 0;
+  try {
+    for await (const msg of stream) {
+      messages.push(msg);
+      if (msg.payload.case === "chunk") chunks++;
+      if (s.cancel_after_chunks && chunks === s.cancel_after_chunks) {
+        controller.abort();
+        break;
+      }
+    }
+  } catch (error) {
+    assert.ok(expect.error, `unexpected error ${error}`);
+    assert.ok(error instanceof AgentStreamError);
+    assert.equal(error.codeName, expect.error.code);
+    assert.equal(error.reason, expect.error.reason);
+    if (expect.error.field) assert.ok(error.fieldViolations.some((v) => v.field === expect.error.field));
+    return;
+  }
+  assert.ok(!expect.error, `expected ${expect.error?.reason}, got a stream`);
+  if (s.cancel_after_chunks) {
+    const runId = messages[0].runId;
+    const deadline = Date.now() + 5000;
+    let run = await client.getRun(runId);
+    while (run.status === TaskStatus.RUNNING && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      run = await client.getRun(runId);
+    }
+    assert.equal(statusName(run.status), expect.terminal.status);
+    return;
+  }
+  if (expect.categories) assert.deepEqual(messages.map((m) => m.category), expect.categories);
+  const text = messages.map((m) => (m.payload.case === "chunk" ? m.payload.value.content : "")).join("");
+  if (expect.chunk_text !== undefined) assert.equal(text, expect.chunk_text);
+  if (expect.tool_calls) {
+    const calls = messages.flatMap((m) =>
+      m.payload.case === "tool" ? m.payload.value.actions.map((a) => ({ tool_name: a.toolName, params: a.params })) : [],
+    );
+    assert.deepEqual(calls, expect.tool_calls);
+  }
+  if (expect.tool_results) {
+    const results = messages.flatMap((m) =>
+      m.payload.case === "toolResult"
+        ? [{ tool_name: m.payload.value.toolName, content: m.payload.value.content, is_error: m.payload.value.isError }]
+        : [],
+    );
+    assert.deepEqual(results, expect.tool_results);
+  }
+  checkTerminal(messages, expect);
 }
 
 type Scenario = any;
@@ -113,11 +121,19 @@ function checkTerminal(messages: Message[], expect: Scenario) {
   for (let i = 1; i < messages.length; i++) assert.ok(messages[i].seq > messages[i - 1].seq, "seq must increase");
 }
 
-/** Subscribe with resume through a proxy and cut it mid-run: every event exactly once. */
-async function runResumeScenario(s: Scenario) {
-  const proxy = await startProxy(target!);
+/**
+ * Subscribe with resume through a proxy to upstream and cut it mid-run: every event exactly once.
+ * `options` are the proxied client's options for the proxy's address.
+ */
+async function runResumeScenario(
+  client: AgentStreamClient,
+  s: Scenario,
+  upstream: string,
+  options: (address: string) => ClientOptions,
+) {
+  const proxy = await startProxy(upstream);
   try {
-    const proxied = createClient({ baseUrl: `http://${proxy.address}` });
+    const proxied = createClient(options(proxy.address));
     const runId = await client.startRun({ input: s.input, agent: s.agent });
     const messages: Message[] = [];
     for await (const msg of proxied.subscribeRun({ runId, streamingMode: modeOf(s.mode), resume: true })) {
@@ -163,5 +179,54 @@ test("unknown agent lists the known ones", async () => {
       for await (const _ of client.streamingRun({ input: "hi", agent: "ghost" })) void _;
     },
     (error: unknown) => error instanceof AgentNotFoundError && error.knownAgents.includes("assistant"),
+  );
+});
+
+// Over TLS and mTLS (`make interop` starts those servers too): streaming with a tool call, an error status
+// and a resumed subscription through a proxy (a second TLS handshake); and mTLS refuses a client without a
+// certificate.
+const TLS_SCENARIOS = ["calculator_core", "unknown_agent", "resume"];
+const ca = process.env.AGENTSTREAM_INTEROP_CA;
+const tlsServers = [
+  { name: "TLS", address: process.env.AGENTSTREAM_INTEROP_TLS_TARGET, mtls: false },
+  { name: "mTLS", address: process.env.AGENTSTREAM_INTEROP_MTLS_TARGET, mtls: true },
+];
+const needsTls = ca ? {} : { skip: "needs make interop's TLS and mTLS servers" };
+
+function tlsOptions(address: string, mtls: boolean): ClientOptions {
+  const cert = mtls
+    ? { cert: readFileSync(process.env.AGENTSTREAM_INTEROP_CERT!), key: readFileSync(process.env.AGENTSTREAM_INTEROP_KEY!) }
+    : {};
+  return { baseUrl: `https://${address}`, tls: { ca: readFileSync(ca!), ...cert } };
+}
+
+for (const server of tlsServers) {
+  for (const name of TLS_SCENARIOS) {
+    test(`${server.name} scenario ${name}`, needsTls, async () => {
+      const s = scenarios.find((x) => x.name === name);
+      assert.ok(s, `no scenario ${name}`);
+      const client = createClient(tlsOptions(server.address!, server.mtls));
+      if (s.resume) {
+        return runResumeScenario(client, s, server.address!, (address) => tlsOptions(address, server.mtls));
+      }
+      return runScenario(client, s);
+    });
+  }
+}
+
+test("mTLS refuses a client without a certificate", needsTls, async () => {
+  const client = createClient({
+    baseUrl: `https://${process.env.AGENTSTREAM_INTEROP_MTLS_TARGET}`,
+    tls: { ca: readFileSync(ca!) },
+  });
+  await assert.rejects(
+    async () => {
+      for await (const _ of client.streamingRun({ input: "hello", streamingMode: StreamingMode.CHUNK })) {
+        // a message would mean the server took a client without a certificate
+      }
+    },
+    // connect-node reports the server's TLS alert as the stream being cancelled (CANCELED): Node tears the
+    // session's open streams down with RST_STREAM CANCEL (see connectrpc/connect-es#1492).
+    (error) => error instanceof TransportError && ["UNAVAILABLE", "CANCELED"].includes(error.codeName),
   );
 });
