@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# `make interop`: one scripted LLM and one agentstream server, then every SDK's scenario suite against them.
+# `make interop`: one scripted LLM and agentstream servers (plaintext, TLS, mTLS), then every SDK's scenario
+# suite against them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 logs="$(mktemp -d)"
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$logs"; }
+cleanup() {  # TERM every child first, then wait for them all
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$logs"
+}
 trap cleanup EXIT
 
 wait_for() {  # wait_for LOGFILE PID -> prints the first "listening on X" address
@@ -21,12 +26,30 @@ wait_for() {  # wait_for LOGFILE PID -> prints the first "listening on X" addres
 "$py" -m tests.support.fakellm --port 0 >"$logs/llm.log" 2>&1 &
 pids+=($!)
 llm=$(wait_for "$logs/llm.log" $!)
-OPENAI_BASE_URL="$llm" OPENAI_API_KEY=interop AGENTSTREAM_STORE=memory .venv/bin/agentstream serve --port 0 >"$logs/server.log" 2>&1 &
-pids+=($!)
-target=$(wait_for "$logs/server.log" $!)
-echo "interop: scripted LLM at $llm, agentstream at $target"
+pki="$logs/pki"
+"$py" -m tests.support.certs "$pki"  # a throwaway CA with server and client certificates
+
+serve() {  # serve NAME [FLAGS...]: start a server in the background, logging to $logs/NAME.log
+  local name=$1; shift
+  OPENAI_BASE_URL="$llm" OPENAI_API_KEY=interop AGENTSTREAM_STORE=memory \
+    .venv/bin/agentstream serve --port 0 "$@" >"$logs/$name.log" 2>&1 &
+  pids+=($!)
+  eval "${name}_pid=$!"
+}
+# Three servers, started together: plaintext (every scenario), TLS and mTLS (a few scenarios per SDK).
+serve server
+serve tls_server --tls-cert "$pki/server.pem" --tls-key "$pki/server.key"
+serve mtls_server --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" --tls-client-ca "$pki/ca.pem"
+target=$(wait_for "$logs/server.log" "$server_pid")
+tls_target=$(wait_for "$logs/tls_server.log" "$tls_server_pid")
+mtls_target=$(wait_for "$logs/mtls_server.log" "$mtls_server_pid")
+echo "interop: scripted LLM at $llm, agentstream at $target (plaintext), $tls_target (TLS), $mtls_target (mTLS)"
 
 export AGENTSTREAM_TARGET="$target"
+# Each suite also runs a few scenarios over TLS and mTLS (and checks mTLS refuses a client without a
+# certificate) when these are set.
+export AGENTSTREAM_INTEROP_TLS_TARGET="$tls_target" AGENTSTREAM_INTEROP_MTLS_TARGET="$mtls_target"
+export AGENTSTREAM_INTEROP_CA="$pki/ca.pem" AGENTSTREAM_INTEROP_CERT="$pki/client.pem" AGENTSTREAM_INTEROP_KEY="$pki/client.key"
 AGENTSTREAM_INTEROP_TARGET="$target" "$py" -m pytest -q -p no:cacheprovider tests/interop
 (cd clients/go && go test -count=1 -skip TestThroughput ./... && go test -count=1 -v -run TestThroughput ./agentstream | grep "events/s")
 (cd clients/typescript && npm test --silent 2>&1 | grep -v "npm warn")
@@ -44,3 +67,4 @@ async def main() -> None:
 
 asyncio.run(main())
 PY
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from agentstream.errors import ERRORS_BY_REASON, error_for_task
 from agentstream.messages import from_proto
 from agentstream.v1 import message_pb2 as pb
 from tests.conftest import StartServer
+from tests.support.certs import Pki
 from tests.support.fakellm import FakeLLM, default_responder
 
 SCENARIOS = {
@@ -49,17 +51,58 @@ async def target(fake_llm: FakeLLM, start: StartServer) -> str:
     return f"127.0.0.1:{server.port}"
 
 
+Connect = Callable[[str], Client]
+"""Opens a client to an address: plaintext (Client itself) or with TLS options."""
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 async def test_scenario(name: str, target: str) -> None:
-    scenario = SCENARIOS[name]
+    await run_scenario(SCENARIOS[name], target, Client)
+
+
+TLS_SCENARIOS = ("calculator_core", "unknown_agent", "resume")
+"""Run again over TLS and mTLS: streaming with a tool call, an error status, a resumed subscription through
+a proxy (a second TLS handshake)."""
+
+
+@pytest.fixture(params=["TLS", "mTLS"])
+async def tls_target(
+    request: pytest.FixtureRequest, fake_llm: FakeLLM, start: StartServer, pki: Pki
+) -> tuple[str, Connect]:
+    """A TLS or mTLS server and how to connect to it: `make interop`'s (AGENTSTREAM_INTEROP_TLS_TARGET or
+    _MTLS_TARGET, CA in AGENTSTREAM_INTEROP_CA, client certificate in _CERT and _KEY), else our own."""
+    mtls = request.param == "mTLS"
+    shared = os.environ.get("AGENTSTREAM_INTEROP_MTLS_TARGET" if mtls else "AGENTSTREAM_INTEROP_TLS_TARGET")
+    if shared:
+        address = shared
+        ca, cert, key = (Path(os.environ[f"AGENTSTREAM_INTEROP_{name}"]) for name in ("CA", "CERT", "KEY"))
+    else:
+        fake_llm.responder = default_responder
+        server = await start(tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca if mtls else None)
+        address = f"127.0.0.1:{server.port}"
+        ca, cert, key = pki.ca, pki.client_cert, pki.client_key
+
+    def connect(to: str) -> Client:
+        return Client(to, root_ca=ca, client_cert=cert if mtls else None, client_key=key if mtls else None)
+
+    return address, connect
+
+
+@pytest.mark.parametrize("name", TLS_SCENARIOS)
+async def test_scenario_over_tls(name: str, tls_target: tuple[str, Connect]) -> None:
+    await run_scenario(SCENARIOS[name], *tls_target)
+
+
+async def run_scenario(scenario: dict[str, Any], target: str, connect: Connect) -> None:
+    """Run one scenario against target and check what it streams (or the error it fails with)."""
     expect = scenario["expect"]
     if "resume" in scenario:
-        await run_resume_scenario(scenario, target)
+        await run_resume_scenario(scenario, target, connect)
         return
     if "terminals" in scenario:
         check_terminal_mapping(scenario)
         return
-    async with Client(target) as client:
+    async with connect(target) as client:
         stream = client.streaming_run(
             scenario["input"], agent=scenario.get("agent") or None, streaming_mode=mode_of(scenario)
         )
@@ -165,11 +208,11 @@ class CuttingProxy:
         self._writers.clear()
 
 
-async def run_resume_scenario(scenario: dict[str, Any], target: str) -> None:
+async def run_resume_scenario(scenario: dict[str, Any], target: str, connect: Connect) -> None:
     """Subscribe with resume through a proxy, cut it mid-run: every event exactly once."""
     expect, cut_after = scenario["expect"], scenario["resume"]["cut_after_events"]
     proxy = CuttingProxy(target)
-    async with Client(target) as direct, proxy as proxied_target, Client(proxied_target) as proxied:
+    async with connect(target) as direct, proxy as proxied_target, connect(proxied_target) as proxied:
         run_id = await direct.start_run(scenario["input"])
         messages: list[Any] = []
         async with asyncio.timeout(30):
