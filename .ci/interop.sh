@@ -67,4 +67,3 @@ async def main() -> None:
 
 asyncio.run(main())
 PY
-

@@ -21,12 +21,14 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agentstream import Client, StreamingMode, TaskMessage, TransportError
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from tests.service.helpers import error_details, terminal_of
 from tests.service.test_run_outcomes import read_rest
-from tests.support.fakellm import FakeLLM, Stall, ToolCalls
+from tests.support.certs import Pki
+from tests.support.fakellm import FakeLLM, Stall, ToolCalls, default_responder
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -359,3 +361,17 @@ async def test_with_the_memory_store_allowed_a_run_is_unknown_to_the_other_worke
         await channel.close()
     group.process.send_signal(signal.SIGTERM)
     assert await group.exit_status() == 0, group.output()
+
+
+async def test_tls_flags_reach_every_worker(fake_llm: FakeLLM, groups: list[Group], pki: Pki) -> None:
+    tls = ("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key), "--tls-client-ca", str(pki.ca))
+    group = await spawn_group(fake_llm, "--workers", "2", "--workers-allow-memory", "--grace", "0.5", *tls)
+    groups.append(group)
+    assert group.output().count("transport: mTLS on") == 2
+    fake_llm.responder = default_responder
+    async with Client(group.target, root_ca=pki.ca, client_cert=pki.client_cert, client_key=pki.client_key) as client:
+        answers = [m async for m in client.streaming_run("hi", streaming_mode=StreamingMode.CHUNK)]
+    assert isinstance(answers[-1], TaskMessage) and answers[-1].payload.answer == "You said: hi"
+    async with Client(group.target) as plaintext:
+        with pytest.raises(TransportError):
+            [m async for m in plaintext.streaming_run("hi")]
