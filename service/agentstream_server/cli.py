@@ -63,6 +63,21 @@ def serve(
             help="Require client certificates issued by this PEM CA (mTLS) [default: $AGENTSTREAM_TLS_CLIENT_CA]."
         ),
     ] = None,
+    auth_tokens: Annotated[
+        Path | None,
+        typer.Option(help="TOML file of [[tokens]] (tenant, sha256, roles) callers must present; SIGHUP re-reads it."),
+    ] = None,
+    auth_jwks: Annotated[
+        Path | None, typer.Option(help="JWKS file of the public keys that sign accepted JWTs; SIGHUP re-reads it.")
+    ] = None,
+    auth_jwt_issuer: Annotated[str | None, typer.Option(help="Required 'iss' of accepted JWTs.")] = None,
+    auth_jwt_audience: Annotated[str | None, typer.Option(help="Required 'aud' of accepted JWTs.")] = None,
+    auth_tenant_claim: Annotated[
+        str | None, typer.Option(help="JWT claim naming the caller's tenant [default: tenant].")
+    ] = None,
+    insecure: Annotated[
+        bool | None, typer.Option("--insecure", help="Allow a non-loopback --host without authentication or TLS.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
     worker_id: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
     ready_fd: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
@@ -90,11 +105,20 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            auth_tokens_file=auth_tokens,
+            auth_jwks_file=auth_jwks,
+            auth_jwt_issuer=auth_jwt_issuer,
+            auth_jwt_audience=auth_jwt_audience,
+            auth_tenant_claim=auth_tenant_claim,
+            insecure=insecure,
         )
         if settings.workers > 1:
             given = {"--host": host, "--agents": agents, "--grace": grace, "--store": store}
             given |= {"--tls-cert": tls_cert, "--tls-key": tls_key, "--tls-client-ca": tls_client_ca}
+            given |= {"--auth-tokens": auth_tokens, "--auth-jwks": auth_jwks, "--auth-jwt-issuer": auth_jwt_issuer}
+            given |= {"--auth-jwt-audience": auth_jwt_audience, "--auth-tenant-claim": auth_tenant_claim}
             child_args = [arg for flag, value in given.items() if value is not None for arg in (flag, str(value))]
+            child_args += ["--insecure"] if insecure else []
             raise typer.Exit(run_workers(settings, [*child_args, "--log-level", log_level]))
         ready = tell_supervisor(ready_fd, worker_id or 0, settings.host) if ready_fd is not None else None
         run_event_loop(run_server(settings, ready))

@@ -59,6 +59,12 @@ class Settings:
     tls_cert: Path | None = None  # with tls_key: serve TLS (transport/tls.py checks the files at start)
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # also require client certificates issued by this CA (mTLS)
+    auth_tokens_file: Path | None = None
+    auth_jwks_file: Path | None = None
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
+    auth_tenant_claim: str = "tenant"
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -82,6 +88,11 @@ class Settings:
                 f"AGENTSTREAM_REDIS_MAX_CONNECTIONS ({self.redis_max_connections}) must be at least "
                 f"{MIN_REDIS_CONNECTIONS}: two are held by each replica's blocking stream readers"
             )
+
+    @property
+    def auth_configured(self) -> bool:
+        """True when callers must present a token (a tokens file, a JWKS file, or both)."""
+        return self.auth_tokens_file is not None or self.auth_jwks_file is not None
 
     @property
     def offline(self) -> bool:
@@ -195,5 +206,11 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_TLS_CERT": ("tls_cert", Path),
     "AGENTSTREAM_TLS_KEY": ("tls_key", Path),
     "AGENTSTREAM_TLS_CLIENT_CA": ("tls_client_ca", Path),
+    "AGENTSTREAM_AUTH_TOKENS": ("auth_tokens_file", Path),
+    "AGENTSTREAM_AUTH_JWKS": ("auth_jwks_file", Path),
+    "AGENTSTREAM_AUTH_JWT_ISSUER": ("auth_jwt_issuer", str),
+    "AGENTSTREAM_AUTH_JWT_AUDIENCE": ("auth_jwt_audience", str),
+    "AGENTSTREAM_AUTH_TENANT_CLAIM": ("auth_tenant_claim", str),
+    "AGENTSTREAM_INSECURE": ("insecure", _boolean),
 }
 """Environment variable -> (settings field, parser)."""

@@ -39,6 +39,21 @@ class InvalidArgument(AgentStreamError):
     reason = "INVALID_ARGUMENT"
 
 
+class Unauthenticated(AgentStreamError):
+    """The call carries no usable credentials: no or malformed ``authorization``, an unknown, expired or badly
+    signed token. The message says which, and never holds the token, its hash or any part of it."""
+
+    code = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(AgentStreamError):
+    """The caller is authenticated, but none of its roles may call this RPC."""
+
+    code = "PERMISSION_DENIED"
+    reason = "PERMISSION_DENIED"
+
+
 class AgentNotFound(AgentStreamError):
     """The requested agent is not configured; metadata lists the known agents."""
 
@@ -178,6 +193,8 @@ class ErrorRow:
 
 ERROR_TABLE: tuple[ErrorRow, ...] = (
     ErrorRow(InvalidArgument, in_band=False),
+    ErrorRow(Unauthenticated, in_band=False),
+    ErrorRow(PermissionDenied, in_band=False),
     ErrorRow(AgentNotFound, in_band=False),
     ErrorRow(RunAlreadyExists, in_band=False),
     ErrorRow(TooManyRuns, in_band=False),

@@ -24,6 +24,7 @@ from agentstream_server.runtime.provider import ModelProvider
 from agentstream_server.runtime.tool_threads import TOOL_THREADS
 from agentstream_server.store.base import RunStore
 from agentstream_server.store.factory import open_store
+from agentstream_server.transport.auth import Authenticator, open_auth
 from agentstream_server.transport.decoding import TolerantDecoding
 from agentstream_server.transport.servicer import RunnerServicer
 from agentstream_server.transport.tls import describe as describe_tls
@@ -49,6 +50,7 @@ class RunningServer:
     models: ModelProvider
     store: RunStore
     watcher: asyncio.Task[None]
+    auth: Authenticator
 
     async def shutdown(self, grace_s: float) -> None:
         """Graceful stop: NOT_SERVING, refuse new runs, let live runs finish for grace_s, cancel the rest."""
@@ -75,18 +77,19 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
     """
     catalog = load_catalog(settings)
     credentials = server_credentials(settings)  # None: plaintext; a bad TLS file stops us here, named
+    auth = open_auth(settings)  # refuses to start on a bad tokens/JWKS file or an exposed, unauthenticated address
     TOOL_THREADS.max_workers = settings.tool_threads
     store = await open_store(settings)  # refuses to start, naming the store, when it does not answer
     try:
         models = ModelProvider(settings)
         runs = RunManager(catalog.agents, catalog.default, models.model_for, RunLimits.from_settings(settings), store)
         server = grpc.aio.server(
-            interceptors=[TolerantDecoding(SERVICE_NAME)],
+            interceptors=[*auth.interceptors(SERVICE_NAME), TolerantDecoding(SERVICE_NAME)],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         rpb_grpc.add_RunnerServiceServicer_to_server(
-            RunnerServicer(runs, max_input_bytes=settings.max_input_bytes), server
+            RunnerServicer(runs, max_input_bytes=settings.max_input_bytes, tenant_of=auth.tenant_of), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -121,7 +124,7 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
     except BaseException:
         await store.close()
         raise
-    return RunningServer(server, port, runs, health_servicer, models, store, watcher)
+    return RunningServer(server, port, runs, health_servicer, models, store, watcher, auth)
 
 
 REQUEST_ENVELOPE_BYTES = 64 * 1024
@@ -185,6 +188,7 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, running.auth.reload)  # re-read the tokens/JWKS files; live runs go on
     if ready is not None:
         ready(running.port)
     await stop.wait()
