@@ -47,6 +47,8 @@ func (e *Error) Is(target error) bool {
 // The rows of the server's error table.
 var (
 	ErrInvalidArgument     = &Error{Code: codes.InvalidArgument, Reason: "INVALID_ARGUMENT"}
+	ErrUnauthenticated     = &Error{Code: codes.Unauthenticated, Reason: "UNAUTHENTICATED"}
+	ErrPermissionDenied    = &Error{Code: codes.PermissionDenied, Reason: "PERMISSION_DENIED"}
 	ErrAgentNotFound       = &Error{Code: codes.NotFound, Reason: "AGENT_NOT_FOUND"}
 	ErrRunAlreadyExists    = &Error{Code: codes.AlreadyExists, Reason: "RUN_ALREADY_EXISTS"}
 	ErrTooManyRuns         = &Error{Code: codes.ResourceExhausted, Reason: "TOO_MANY_RUNS"}

@@ -8,6 +8,7 @@ from agentstream.errors import (
     InvalidArgument,
     LLMUpstreamError,
     MaxStepsExceeded,
+    PermissionDenied,
     RunAlreadyExists,
     RunCancelled,
     RunInterrupted,
@@ -19,6 +20,7 @@ from agentstream.errors import (
     TooManyRuns,
     TooManySubscribers,
     TransportError,
+    Unauthenticated,
 )
 from agentstream.messages import (
     ActionModel,
@@ -51,6 +53,7 @@ __all__ = [
     "MemoryMessage",
     "Message",
     "OutputMessage",
+    "PermissionDenied",
     "RunAlreadyExists",
     "RunCancelled",
     "RunInterrupted",
@@ -71,4 +74,5 @@ __all__ = [
     "ToolResultMessage",
     "TopicType",
     "TransportError",
+    "Unauthenticated",
 ]

@@ -26,6 +26,20 @@ def resolve_target(target: str | None) -> str:
     return target or os.environ.get("AGENTSTREAM_TARGET") or DEFAULT_TARGET
 
 
+def resolve_token(token: str | None) -> str | None:
+    """The bearer token to send: the argument, else AGENTSTREAM_TOKEN, else none."""
+    return token or os.environ.get("AGENTSTREAM_TOKEN") or None
+
+
+def call_metadata(metadata: Mapping[str, str] | None, token: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata sent on every call: the caller's, plus ``authorization: Bearer <token>`` with a token."""
+    resolved = resolve_token(token)
+    if not resolved:
+        return tuple((metadata or {}).items())
+    others = [(key, value) for key, value in (metadata or {}).items() if key.lower() != "authorization"]
+    return (*others, ("authorization", f"Bearer {resolved}"))
+
+
 def build_request(
     input: str,
     *,
@@ -113,12 +127,16 @@ def run_info_from_proto(run: rpb.Run) -> RunInfo:
 
 
 class Client:
-    """Async agentstream client; use as ``async with Client(target) as client:``."""
+    """Async agentstream client; use as ``async with Client(target) as client:``.
+
+    ``token`` (else ``$AGENTSTREAM_TOKEN``) is sent as ``authorization: Bearer <token>`` on every call.
+    """
 
     def __init__(
         self,
         target: str | None = None,
         *,
+        token: str | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         metadata: Mapping[str, str] | None = None,
         tls: bool = False,
@@ -142,7 +160,7 @@ class Client:
             else grpc.aio.insecure_channel(self.target, options=channel_options)
         )
         self._stub = rpb_grpc.RunnerServiceStub(self._channel)
-        self._call_metadata = tuple((metadata or {}).items())
+        self._call_metadata = call_metadata(metadata, token)
 
     async def __aenter__(self) -> Client:
         return self

@@ -58,6 +58,23 @@ class InvalidArgument(AgentStreamError):
     reason = "INVALID_ARGUMENT"
 
 
+class Unauthenticated(AgentStreamError):
+    """The call had no usable token: none, malformed, unknown, expired or badly signed (the message says which)."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(AgentStreamError):
+    """The token is valid, but none of its roles may call this RPC (metadata: method, required_role)."""
+
+    reason = "PERMISSION_DENIED"
+
+    @property
+    def required_role(self) -> str:
+        """The smallest role that may make this call."""
+        return self.metadata.get("required_role", "")
+
+
 class AgentNotFound(AgentStreamError):
     """The requested agent is not configured on the server."""
 
@@ -165,6 +182,8 @@ ERRORS_BY_REASON: dict[str, type[AgentStreamError]] = {
     cls.reason: cls
     for cls in (
         InvalidArgument,
+        Unauthenticated,
+        PermissionDenied,
         AgentNotFound,
         RunAlreadyExists,
         TooManyRuns,

@@ -37,6 +37,7 @@ class Runners:
         streaming_mode: StreamingMode = StreamingMode.CORE,
         *,
         target: str | None = None,
+        token: str | None = None,
         session_id: str | None = None,
         run_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
@@ -50,13 +51,14 @@ class Runners:
         """Run an agent on an input and yield its messages as they happen, ending with the terminal TaskMessage.
 
         Opens a Client on ``target`` (else ``$AGENTSTREAM_TARGET``, else 127.0.0.1:50051) for the duration
-        of the iteration, with TLS when asked (``tls``, ``root_ca``, ``client_cert``, ``client_key``,
-        ``credentials``: as for Client); leaving the loop early cancels the run. Raises a typed
-        AgentStreamError when the call fails.
+        of the iteration, with ``token`` (else ``$AGENTSTREAM_TOKEN``) and with TLS when asked (``tls``,
+        ``root_ca``, ``client_cert``, ``client_key``, ``credentials``: as for Client); leaving the loop early
+        cancels the run. Raises a typed AgentStreamError when the call fails.
         """
         async with (
             Client(
                 target,
+                token=token,
                 tls=tls,
                 root_ca=root_ca,
                 client_cert=client_cert,

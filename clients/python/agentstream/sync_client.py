@@ -13,6 +13,7 @@ from agentstream.client import (
     RunInfo,
     build_request,
     build_start_request,
+    call_metadata,
     resolve_target,
     run_info_from_proto,
 )
@@ -25,12 +26,16 @@ from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 
 
 class SyncClient:
-    """Blocking agentstream client; use as ``with SyncClient(target) as client:``."""
+    """Blocking agentstream client; use as ``with SyncClient(target) as client:``.
+
+    ``token`` (else ``$AGENTSTREAM_TOKEN``) is sent as ``authorization: Bearer <token>`` on every call.
+    """
 
     def __init__(
         self,
         target: str | None = None,
         *,
+        token: str | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         metadata: Mapping[str, str] | None = None,
         tls: bool = False,
@@ -54,7 +59,7 @@ class SyncClient:
             else grpc.insecure_channel(self.target, options=channel_options)
         )
         self._stub = rpb_grpc.RunnerServiceStub(self._channel)
-        self._call_metadata = tuple((metadata or {}).items())
+        self._call_metadata = call_metadata(metadata, token)
 
     def __enter__(self) -> SyncClient:
         return self

@@ -32,6 +32,15 @@ export class AgentStreamError extends Error {
 }
 
 export class InvalidArgumentError extends AgentStreamError {}
+/** No usable token: none, malformed, unknown, expired or badly signed (the message says which). */
+export class UnauthenticatedError extends AgentStreamError {}
+/** The token is valid but none of its roles may make this call (metadata: method, required_role). */
+export class PermissionDeniedError extends AgentStreamError {
+  /** The smallest role that may make this call. */
+  get requiredRole(): string {
+    return this.metadata["required_role"] ?? "";
+  }
+}
 export class AgentNotFoundError extends AgentStreamError {
   /** The agents the server does know. */
   get knownAgents(): string[] {
@@ -60,6 +69,8 @@ type ErrorClass = new (...args: ConstructorParameters<typeof AgentStreamError>) 
 /** Error class for each ErrorInfo reason of the server's error table. */
 export const ERRORS_BY_REASON: Record<string, ErrorClass> = {
   INVALID_ARGUMENT: InvalidArgumentError,
+  UNAUTHENTICATED: UnauthenticatedError,
+  PERMISSION_DENIED: PermissionDeniedError,
   AGENT_NOT_FOUND: AgentNotFoundError,
   RUN_ALREADY_EXISTS: RunAlreadyExistsError,
   TOO_MANY_RUNS: TooManyRunsError,

@@ -41,6 +41,9 @@ def run(
     ca: CAFile = None,
     cert: CertFile = None,
     key: KeyFile = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token for the server (default: $AGENTSTREAM_TOKEN).", show_default=False)
+    ] = None,
 ) -> None:
     """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status."""
     from agentstream.cli.run import stream_run
@@ -56,6 +59,7 @@ def run(
             session_id=session_id,
             timeout=timeout,
             tls=_tls_options(tls, ca, cert, key),
+            token=token,
         )
     )
     raise typer.Exit(code)
@@ -72,6 +76,9 @@ def attach(
     ca: CAFile = None,
     cert: CertFile = None,
     key: KeyFile = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token for the server (default: $AGENTSTREAM_TOKEN).", show_default=False)
+    ] = None,
 ) -> None:
     """Follow an existing run (replay, then live); exit status as for run."""
     from agentstream.cli.run import attach_run
@@ -81,7 +88,13 @@ def attach(
     raise typer.Exit(
         asyncio.run(
             attach_run(
-                run_id, after_seq=after_seq, mode=mode.lower(), target=target, json_lines=json_lines, tls=options
+                run_id,
+                after_seq=after_seq,
+                mode=mode.lower(),
+                target=target,
+                json_lines=json_lines,
+                tls=options,
+                token=token,
             )
         )
     )
@@ -96,12 +109,15 @@ def cancel(
     ca: CAFile = None,
     cert: CertFile = None,
     key: KeyFile = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token for the server (default: $AGENTSTREAM_TOKEN).", show_default=False)
+    ] = None,
 ) -> None:
     """Cancel a run; exit 0 when it is cancelled or had already finished, 2 on an error status."""
     from agentstream.cli.run import cancel_run
 
     raise typer.Exit(
-        asyncio.run(cancel_run(run_id, reason=reason, target=target, tls=_tls_options(tls, ca, cert, key)))
+        asyncio.run(cancel_run(run_id, reason=reason, target=target, tls=_tls_options(tls, ca, cert, key), token=token))
     )
 
 

@@ -29,11 +29,11 @@ class TLSOptions:
     def secure(self) -> bool:
         return self.tls or self.ca is not None or self.cert is not None or self.key is not None
 
-    def client(self, target: str | None) -> Client:
+    def client(self, target: str | None, token: str | None = None) -> Client:
         """A Client on target with these options (ValueError for a lone --cert or --key, or an unreadable file)."""
         if (self.cert is None) != (self.key is None):
             raise ValueError("--cert and --key go together (mTLS needs both)")
-        return Client(target, tls=self.tls, root_ca=self.ca, client_cert=self.cert, client_key=self.key)
+        return Client(target, token=token, tls=self.tls, root_ca=self.ca, client_cert=self.cert, client_key=self.key)
 
 
 PLAINTEXT = TLSOptions()
@@ -49,6 +49,7 @@ async def stream_run(
     session_id: str | None,
     timeout: float | None,
     tls: TLSOptions = PLAINTEXT,
+    token: str | None = None,
 ) -> int:
     """Stream and render a new run; returns the process exit status."""
     streaming_mode = StreamingMode[mode.upper()]
@@ -58,13 +59,21 @@ async def stream_run(
         ),
         target=target,
         tls=tls,
+        token=token,
         json_lines=json_lines,
         show_steps=streaming_mode == StreamingMode.ALL,
     )
 
 
 async def attach_run(
-    run_id: str, *, after_seq: int, mode: str, target: str | None, json_lines: bool, tls: TLSOptions = PLAINTEXT
+    run_id: str,
+    *,
+    after_seq: int,
+    mode: str,
+    target: str | None,
+    json_lines: bool,
+    tls: TLSOptions = PLAINTEXT,
+    token: str | None = None,
 ) -> int:
     """Follow an existing run from after_seq (resuming across transport failures); returns the exit status."""
     streaming_mode = StreamingMode[mode.upper()]
@@ -72,15 +81,18 @@ async def attach_run(
         lambda client: client.subscribe_run(run_id, after_seq=after_seq, streaming_mode=streaming_mode, resume=True),
         target=target,
         tls=tls,
+        token=token,
         json_lines=json_lines,
         show_steps=streaming_mode == StreamingMode.ALL,
     )
 
 
-async def cancel_run(run_id: str, *, reason: str, target: str | None, tls: TLSOptions = PLAINTEXT) -> int:
+async def cancel_run(
+    run_id: str, *, reason: str, target: str | None, tls: TLSOptions = PLAINTEXT, token: str | None = None
+) -> int:
     """Cancel a run and print what happened; returns the exit status."""
     try:
-        async with tls.client(target) as client:
+        async with tls.client(target, token=token) as client:
             result = await client.cancel_run(run_id, reason)
     except AgentStreamError as error:
         _report(error, tls)
@@ -94,14 +106,14 @@ async def cancel_run(run_id: str, *, reason: str, target: str | None, tls: TLSOp
 
 
 async def _render_stream(
-    stream: Stream, *, target: str | None, tls: TLSOptions, json_lines: bool, show_steps: bool
+    stream: Stream, *, target: str | None, tls: TLSOptions, token: str | None, json_lines: bool, show_steps: bool
 ) -> int:
     console = Console(highlight=False, soft_wrap=True)
     inline = False
     answer_shown = False
     success = False
     try:
-        client = tls.client(target)
+        client = tls.client(target, token=token)
     except ValueError as error:
         _report_usage(error)
         return 2
