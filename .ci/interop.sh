@@ -28,6 +28,12 @@ pids+=($!)
 llm=$(wait_for "$logs/llm.log" $!)
 pki="$logs/pki"
 "$py" -m tests.support.certs "$pki"  # a throwaway CA with server and client certificates
+# A tokens file for the server that requires tokens: one runner token, one reader token (their SHA-256 only).
+runner_token=$("$py" -c 'import secrets; print(secrets.token_urlsafe(32))')
+reader_token=$("$py" -c 'import secrets; print(secrets.token_urlsafe(32))')
+sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
+printf '[[tokens]]\ntenant = "interop"\nsha256 = "%s"\nroles = ["runner"]\n[[tokens]]\ntenant = "interop"\nsha256 = "%s"\nroles = ["reader"]\n' \
+  "$(sha "$runner_token")" "$(sha "$reader_token")" >"$logs/tokens.toml"
 
 serve() {  # serve NAME [FLAGS...]: start a server in the background, logging to $logs/NAME.log
   local name=$1; shift
@@ -36,14 +42,20 @@ serve() {  # serve NAME [FLAGS...]: start a server in the background, logging to
   pids+=($!)
   eval "${name}_pid=$!"
 }
-# Three servers, started together: plaintext (every scenario), TLS and mTLS (a few scenarios per SDK).
+# Four servers, started together: plaintext (every scenario), TLS and mTLS (a few scenarios per SDK), and
+# one that requires tokens (each SDK's token test).
 serve server
 serve tls_server --tls-cert "$pki/server.pem" --tls-key "$pki/server.key"
 serve mtls_server --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" --tls-client-ca "$pki/ca.pem"
+serve auth_server --auth-tokens "$logs/tokens.toml"
 target=$(wait_for "$logs/server.log" "$server_pid")
 tls_target=$(wait_for "$logs/tls_server.log" "$tls_server_pid")
 mtls_target=$(wait_for "$logs/mtls_server.log" "$mtls_server_pid")
-echo "interop: scripted LLM at $llm, agentstream at $target (plaintext), $tls_target (TLS), $mtls_target (mTLS)"
+auth_target=$(wait_for "$logs/auth_server.log" "$auth_server_pid")
+echo "interop: scripted LLM at $llm, agentstream at $target (plaintext), $tls_target (TLS), $mtls_target (mTLS)," \
+  "$auth_target (tokens)"
+export AGENTSTREAM_INTEROP_AUTH_TARGET="$auth_target"
+export AGENTSTREAM_INTEROP_RUNNER_TOKEN="$runner_token" AGENTSTREAM_INTEROP_READER_TOKEN="$reader_token"
 
 export AGENTSTREAM_TARGET="$target"
 # Each suite also runs a few scenarios over TLS and mTLS (and checks mTLS refuses a client without a

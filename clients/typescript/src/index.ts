@@ -35,7 +35,7 @@ export type TlsOptions = Pick<SecureClientSessionOptions, "ca" | "cert" | "key" 
  * with `https://` and `tls`), or any connect-es `transport` (e.g. `createGrpcTransport({...})` with its own
  * `nodeOptions` or interceptors, `createRouterTransport(...)` in tests).
  */
-export type ClientOptions =
+export type ClientOptions = (
   | {
       /** The server, e.g. "http://127.0.0.1:50051", or "https://agents.example.com" for TLS. */
       baseUrl: string;
@@ -46,7 +46,11 @@ export type ClientOptions =
   | {
       transport: Transport;
       baseUrl?: undefined;
-    };
+    }
+) & {
+  /** Sent as `authorization: Bearer <token>` on every call (servers started with --auth-tokens/--auth-jwks). */
+  token?: string;
+};
 
 export interface StreamingRunOptions {
   input: string;
@@ -147,6 +151,7 @@ function grpcTransport(baseUrl: string, tls: TlsOptions | undefined): Transport 
 export function createClient(options: ClientOptions): AgentStreamClient {
   const transport = options.transport ?? grpcTransport(options.baseUrl, options.tls);
   const raw = createConnectClient(RunnerService, transport);
+  const headers = options.token ? { authorization: `Bearer ${options.token}` } : undefined;
   return {
     raw,
     streamingRun(o) {
@@ -163,7 +168,7 @@ export function createClient(options: ClientOptions): AgentStreamClient {
             chunkWindowMs: o.chunkWindowMs,
             onDisconnect: o.continueOnDisconnect ? OnDisconnect.CONTINUE : OnDisconnect.CANCEL,
           },
-          { signal: o.signal },
+          { signal: o.signal, headers },
         ),
       );
     },
@@ -176,7 +181,7 @@ export function createClient(options: ClientOptions): AgentStreamClient {
       for (;;) {
         const stream = raw.subscribeRun(
           { runId: o.runId, afterSeq: position, streamingMode: o.streamingMode ?? StreamingMode.CORE },
-          { signal: o.signal },
+          { signal: o.signal, headers },
         );
         try {
           for await (const message of stream) {
@@ -196,23 +201,26 @@ export function createClient(options: ClientOptions): AgentStreamClient {
     },
     async startRun(o) {
       const response = await call(
-        raw.startRun({
-          input: o.input,
-          agent: o.agent ?? "",
-          sessionId: o.sessionId ?? "",
-          runId: o.runId ?? "",
-          metadata: o.metadata ?? {},
-          timeout: o.timeoutMs === undefined ? undefined : durationFromMs(o.timeoutMs),
-          chunkWindowMs: o.chunkWindowMs,
-        }),
+        raw.startRun(
+          {
+            input: o.input,
+            agent: o.agent ?? "",
+            sessionId: o.sessionId ?? "",
+            runId: o.runId ?? "",
+            metadata: o.metadata ?? {},
+            timeout: o.timeoutMs === undefined ? undefined : durationFromMs(o.timeoutMs),
+            chunkWindowMs: o.chunkWindowMs,
+          },
+          { headers },
+        ),
       );
       return response.runId;
     },
     cancelRun(runId, reason = "") {
-      return call(raw.cancelRun({ runId, reason }));
+      return call(raw.cancelRun({ runId, reason }, { headers }));
     },
     getRun(runId) {
-      return call(raw.getRun({ runId }));
+      return call(raw.getRun({ runId }, { headers }));
     },
   };
 }
