@@ -1,4 +1,4 @@
-"""agentstream benchmarks: nine figures, each printed beside a baseline measured in the same run.
+"""agentstream benchmarks: ten figures, each printed beside a baseline measured in the same run.
 
 Run with ``make bench`` (full sizes) or ``make bench-quick`` (tiny sizes, a smoke run). The scripted LLM
 (``tests.support.fakellm``) and the agentstream server each run in their own process, as in production;
@@ -48,10 +48,11 @@ class Sizes:
     slow_tokens: int
     slow_pause_s: float
     health_checks: int
+    auth_calls: int
 
 
-FULL = Sizes(50_000, 50_000, 3, 200, (100, 250, 500, 750, 1000, 1500, 2000), 60, 10.0, 1_000_000, 10.0, 2_000)
-QUICK = Sizes(2_000, 2_000, 1, 10, (20, 50), 10, 20.0, 20_000, 1.0, 100)
+FULL = Sizes(50_000, 50_000, 3, 200, (100, 250, 500, 750, 1000, 1500, 2000), 60, 10.0, 1_000_000, 10.0, 2_000, 5_000)
+QUICK = Sizes(2_000, 2_000, 1, 10, (20, 50), 10, 20.0, 20_000, 1.0, 100, 200)
 
 
 def table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
@@ -493,10 +494,60 @@ async def hostile_input(sizes: Sizes) -> None:
     )  # fmt: skip
 
 
+async def get_run_cost(client: Client, run_id: str, server_pid: int, calls: int) -> tuple[float, float]:
+    """`calls` sequential GetRun calls: (round trip, server CPU) per call, in µs."""
+    cpu, start = cpu_seconds(server_pid), time.perf_counter()
+    for _ in range(calls):
+        await client.get_run(run_id)
+    return (time.perf_counter() - start) / calls * 1e6, (cpu_seconds(server_pid) - cpu) / calls * 1e6
+
+
+async def auth_cost(sizes: Sizes) -> None:
+    """(10) What authentication adds to a call: GetRun with a bearer token and with a JWT against no auth."""
+    import tempfile
+
+    from tests.support.auth import AUDIENCE, ISSUER, SigningKey, new_token, write_jwks_file, write_tokens_file
+
+    token, key = new_token("bench"), SigningKey("bench-key")
+    env = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "", "AGENTSTREAM_DEMO_TOKEN_DELAY": "0"}
+    serve = ("agentstream_server", "serve", "--port", "0", "--grace", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens = write_tokens_file(Path(tmp) / "tokens.toml", [token])
+        jwks = write_jwks_file(Path(tmp) / "jwks.json", [key])
+        async with (
+            process(*serve, ready=r"listening on (\S+)", env=env) as (open_pid, open_target),
+            process(*serve, "--auth-tokens", str(tokens), "--auth-jwks", str(jwks), "--auth-jwt-issuer", ISSUER,
+                    "--auth-jwt-audience", AUDIENCE, ready=r"listening on (\S+)",
+                    env=env) as (auth_pid, auth_target),
+            Client(open_target) as open_client,
+            Client(auth_target, token=token.value) as token_client,
+            Client(auth_target, token=key.sign(tenant="bench", expires_in=3600)) as jwt_client,
+        ):  # fmt: skip
+            runs = {id(c): await c.start_run("hi") for c in (open_client, token_client)}
+            runs[id(jwt_client)] = await jwt_client.start_run("hi")
+            cases = [(open_client, open_pid), (token_client, auth_pid), (jwt_client, auth_pid)]
+            samples: list[list[tuple[float, float]]] = [[], [], []]
+            for _ in range(max(3, sizes.repeats)):  # interleaved, so drift on a shared machine hits all three
+                for i, (client, pid) in enumerate(cases):
+                    samples[i].append(await get_run_cost(client, runs[id(client)], pid, sizes.auth_calls))
+    (base_rt, base_cpu), (tok_rt, tok_cpu), (jwt_rt, jwt_cpu) = [
+        (statistics.median(s[0] for s in sample), statistics.median(s[1] for s in sample)) for sample in samples
+    ]
+    table(
+        f"10. Authentication: {sizes.auth_calls} sequential GetRun calls, µs per call",
+        [
+            ("round trip, bearer token (tokens file)", f"{tok_rt:.0f} µs", f"{base_rt:.0f} µs no auth", f"{tok_rt - base_rt:+.0f} µs"),
+            ("round trip, JWT (ES256, JWKS file)", f"{jwt_rt:.0f} µs", f"{base_rt:.0f} µs no auth", f"{jwt_rt - base_rt:+.0f} µs"),
+            ("server CPU, bearer token", f"{tok_cpu:.0f} µs", f"{base_cpu:.0f} µs no auth", f"{tok_cpu - base_cpu:+.0f} µs"),
+            ("server CPU, JWT", f"{jwt_cpu:.0f} µs", f"{base_cpu:.0f} µs no auth", f"{jwt_cpu - base_cpu:+.0f} µs"),
+        ],
+    )  # fmt: skip
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="comma-separated figure numbers to run")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated figure numbers to run")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     only = set(args.only.split(","))
@@ -524,8 +575,10 @@ async def main() -> None:
         await concurrency(sizes)
     if "9" in only:
         await hostile_input(sizes)
-    if len(only) == 9:
-        print("\nall 9 figures printed")
+    if "10" in only:
+        await auth_cost(sizes)
+    if len(only) == 10:
+        print("\nall 10 figures printed")
 
 
 if __name__ == "__main__":
