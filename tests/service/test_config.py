@@ -103,3 +103,21 @@ def test_flags_are_checked_together_with_the_environment() -> None:
     assert (settings.workers, settings.store) == (4, "redis://127.0.0.1:6379/0")
     assert Settings.from_env(env, workers_allow_memory=True).workers == 4
     assert Settings.from_env(env, workers=1, port=None).workers == 1  # what each worker is started with
+
+
+def test_every_auth_setting_has_an_environment_variable() -> None:
+    settings = Settings.from_env(
+        {
+            "AGENTSTREAM_AUTH_TOKENS": "tokens.toml",
+            "AGENTSTREAM_AUTH_JWKS": "jwks.json",
+            "AGENTSTREAM_AUTH_JWT_ISSUER": "https://issuer.test",
+            "AGENTSTREAM_AUTH_JWT_AUDIENCE": "agentstream",
+            "AGENTSTREAM_AUTH_TENANT_CLAIM": "org",
+            "AGENTSTREAM_INSECURE": "yes",
+        }
+    )
+    assert (settings.auth_tokens_file, settings.auth_jwks_file) == (Path("tokens.toml"), Path("jwks.json"))
+    assert (settings.auth_jwt_issuer, settings.auth_jwt_audience) == ("https://issuer.test", "agentstream")
+    assert settings.auth_tenant_claim == "org" and settings.insecure and settings.auth_configured
+    defaults = Settings.from_env({})
+    assert not defaults.auth_configured and not defaults.insecure and defaults.auth_tenant_claim == "tenant"
