@@ -13,6 +13,7 @@ supervisor holds no gRPC server and imports no layer of the package. It:
 - forwards SIGTERM/SIGINT to every worker as SIGTERM (each drains its runs) and exits 0 when every worker's
   last process exited 0, else 1; a second signal forwards a second SIGTERM (workers exit at once) and exits
   with 128 + its number; a shutdown still unfinished after grace + 15 s kills the workers and exits 1.
+- forwards SIGHUP to every worker (each re-reads its tokens and JWKS files).
 
 Workers run in their own process group, so a terminal's Ctrl-C reaches the supervisor only (and is not
 counted twice); on Linux they get SIGTERM if the supervisor dies (PR_SET_PDEATHSIG).
@@ -126,6 +127,7 @@ class Supervisor:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
+            loop.add_signal_handler(signal.SIGHUP, self._signal_all, signal.SIGHUP)  # workers re-read auth files
             if self.settings.store == "memory":
                 logger.warning(
                     "%d workers with the memory store (AGENTSTREAM_WORKERS_ALLOW_MEMORY): a run is visible only "

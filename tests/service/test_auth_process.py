@@ -4,6 +4,8 @@ keeps the old one; start-up refuses an exposed unauthenticated address; the CLI 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import signal
 import sys
@@ -21,6 +23,7 @@ from tests.conftest import StartServer
 from tests.service.helpers import request, terminal_of
 from tests.service.test_run_outcomes import read_rest
 from tests.service.test_server_process import ServerProcess, spawn_server
+from tests.service.test_workers import Group, channel_to, spawn_group
 from tests.support.auth import new_token, write_tokens_file
 from tests.support.fakellm import FakeLLM, Stall, default_responder
 from tests.test_cli import cli
@@ -115,3 +118,32 @@ async def test_the_cli_sends_its_token(start: StartServer, fake_llm: FakeLLM, tm
     assert code == 2 and "RUN_NOT_FOUND" in err
     code, _, err = await cli("attach", "nope", "--target", target, "--token", NEW.value)
     assert code == 2 and "UNAUTHENTICATED unknown token" in err.replace(":", "")
+
+
+async def test_sighup_to_a_workers_supervisor_reloads_every_worker(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    tokens = write_tokens_file(tmp_path / "tokens.toml", [OLD])
+    group = await spawn_group(fake_llm, "--workers", "2", "--workers-allow-memory", "--auth-tokens", str(tokens))
+    try:
+        await reload_every_worker(group, tokens)
+    finally:
+        workers = group.workers()
+        await group.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def reload_every_worker(group: Group, tokens: Path) -> None:
+    write_tokens_file(tokens, [NEW])
+    start = len(group.lines)
+    group.process.send_signal(signal.SIGHUP)
+    async with asyncio.timeout(10):
+        while len(re.findall(r"\[worker \d pid \d+\] agentstream\.auth: reloaded 1 tokens", group.output())) < 2:
+            await group.wait_for("reloaded 1 tokens", start=start)
+            start = len(group.lines)
+    assert group.process.returncode is None and len(group.workers()) == 2
+    for _ in range(6):  # new connections land on either worker
+        async with channel_to(group.target) as channel:
+            stub = rpb_grpc.RunnerServiceStub(channel)
+            assert await status_of(stub, NEW.value) == grpc.StatusCode.NOT_FOUND
+            assert await status_of(stub, OLD.value) == grpc.StatusCode.UNAUTHENTICATED
