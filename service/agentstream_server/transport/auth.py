@@ -38,7 +38,7 @@ logger = logging.getLogger("agentstream.auth")
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.")
 """Method prefixes any caller may use without a token."""
-MAX_TOKEN_CHARS = 8192
+MAX_TOKEN_CHARS = 4096
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 b64token
 _VERIFIED: ContextVar[tuple[str, Caller] | None] = ContextVar("agentstream_verified_caller", default=None)
 """The authorization value the interceptor accepted for the current call, and its caller (caller_of's cache)."""
