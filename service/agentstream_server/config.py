@@ -45,6 +45,7 @@ class Settings:
     max_finished_bytes: int = 256 * 1024 * 1024
     max_runs_per_peer: int = 64
     max_runs_per_tenant: int = 0
+    max_run_starts_per_minute: int = 0
     max_streams_per_connection: int = 128
     max_concurrent_rpcs: int = 4096
     keepalive_time_s: float = 60.0
@@ -192,6 +193,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_FINISHED_BYTES": ("max_finished_bytes", _non_negative_int),
     "AGENTSTREAM_MAX_RUNS_PER_PEER": ("max_runs_per_peer", _non_negative_int),
     "AGENTSTREAM_MAX_RUNS_PER_TENANT": ("max_runs_per_tenant", _non_negative_int),
+    "AGENTSTREAM_MAX_RUN_STARTS_PER_MINUTE": ("max_run_starts_per_minute", _non_negative_int),
     "AGENTSTREAM_MAX_STREAMS_PER_CONNECTION": ("max_streams_per_connection", _positive_int),
     "AGENTSTREAM_MAX_CONCURRENT_RPCS": ("max_concurrent_rpcs", _positive_int),
     "AGENTSTREAM_KEEPALIVE_TIME": ("keepalive_time_s", _positive_float),

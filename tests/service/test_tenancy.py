@@ -149,3 +149,19 @@ async def test_no_run_id_reaches_another_tenants_run(server: RunningServer, run_
             assert error.code() == grpc.StatusCode.ALREADY_EXISTS
         await not_found(stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=bearer(GLOBEX.value)))
         assert (await stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=bearer(ACME.value))).run_id == run_id
+
+
+async def test_run_starts_are_rate_limited_per_tenant(start: StartServer, tokens_file: Path, fake_llm: FakeLLM) -> None:
+    server = await start(auth_tokens_file=tokens_file, max_run_starts_per_minute=2)
+    fake_llm.responder = lambda body: Text(["ok"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = rpb_grpc.RunnerServiceStub(channel)
+        for _ in range(2):
+            await stub.StartRun(rpb.StartRunRequest(input="hi"), metadata=bearer(ACME.value))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.StartRun(rpb.StartRunRequest(input="hi"), metadata=bearer(ACME.value))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        info, _ = error_details(caught.value)
+        assert (info.reason, info.metadata["scope"], info.metadata["limit"]) == ("TOO_MANY_RUNS", "tenant_rate", "2")
+        assert 0 < float(info.metadata["retry_after_s"]) <= 60
+        assert (await stub.StartRun(rpb.StartRunRequest(input="hi"), metadata=bearer(GLOBEX.value))).run_id

@@ -46,6 +46,8 @@ class RunLimits:
     """Live runs one caller (peer host) may hold; 0 = no per-peer limit."""
     max_runs_per_tenant: int
     """Live runs one tenant may hold, on this replica; 0 = no per-tenant limit."""
+    max_run_starts_per_minute: int
+    """Runs one tenant may start per minute, on this replica; 0 = no rate limit."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunLimits:
@@ -59,6 +61,7 @@ class RunLimits:
             max_subscribers_per_run=settings.max_subscribers_per_run,
             max_runs_per_peer=settings.max_runs_per_peer,
             max_runs_per_tenant=settings.max_runs_per_tenant,
+            max_run_starts_per_minute=settings.max_run_starts_per_minute,
         )
 
 
@@ -88,6 +91,8 @@ class RunManager:
         self._admitting = 0
         self._runs_by_peer: collections.Counter[str] = collections.Counter()
         self._runs_by_tenant: collections.Counter[str] = collections.Counter()
+        self._starts_by_tenant: dict[str, collections.deque[float]] = {}
+        """Start times within the last minute, by tenant (for the per-tenant start rate)."""
         self._draining = False
 
     @property
@@ -255,9 +260,27 @@ class RunManager:
                 f"tenant {tenant!r} already has {per_tenant} live runs, the per-tenant limit; wait for one to end",
                 metadata={"limit": str(per_tenant), "scope": "tenant"},
             )
+        self._check_start_rate(tenant)
         self._admitting += 1
         self._runs_by_peer[peer] += 1
         self._runs_by_tenant[tenant] += 1
+
+    def _check_start_rate(self, tenant: str) -> None:
+        """A sliding one-minute window of starts per tenant; a start over the rate is refused, with when to retry."""
+        rate = self._limits.max_run_starts_per_minute
+        if not tenant or not rate:
+            return
+        now = time.monotonic()
+        starts = self._starts_by_tenant.setdefault(tenant, collections.deque())
+        while starts and starts[0] <= now - 60.0:
+            starts.popleft()
+        if len(starts) >= rate:
+            retry_after = max(0.0, starts[0] + 60.0 - now)
+            raise TooManyRuns(
+                f"tenant {tenant!r} started {rate} runs in the last minute, its limit; retry in {retry_after:.0f} s",
+                metadata={"limit": str(rate), "scope": "tenant_rate", "retry_after_s": f"{retry_after:.1f}"},
+            )
+        starts.append(now)
 
     def _release(self, peer: str, tenant: str) -> None:
         for counter, key in ((self._runs_by_peer, peer), (self._runs_by_tenant, tenant)):
