@@ -26,24 +26,28 @@ CertFile = Annotated[
     Path | None, typer.Option("--cert", help="PEM client certificate, for mTLS (with --key).", dir_okay=False)
 ]
 KeyFile = Annotated[Path | None, typer.Option("--key", help="PEM private key of --cert.", dir_okay=False)]
+Token = Annotated[
+    str | None, typer.Option(help="Bearer token for the server (default: $AGENTSTREAM_TOKEN).", show_default=False)
+]
+Target = Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")]
+ModeName = Annotated[str, typer.Option("--mode", help=f"Streaming mode: {', '.join(MODES)}.")]
+JsonLines = Annotated[bool, typer.Option("--json", help="One JSON object per message.")]
 
 
 @app.command()
 def run(
     prompt: Annotated[str, typer.Argument(help="The input for the agent.")],
     agent: Annotated[str | None, typer.Option(help="Agent name (default: the server's).")] = None,
-    mode: Annotated[str, typer.Option(help=f"Streaming mode: {', '.join(MODES)}.")] = "core",
-    target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
+    mode: ModeName = "core",
+    target: Target = None,
+    json_lines: JsonLines = False,
     session_id: Annotated[str | None, typer.Option(help="Session id to tag the run with.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Run time limit in seconds.")] = None,
     tls: TLSFlag = False,
     ca: CAFile = None,
     cert: CertFile = None,
     key: KeyFile = None,
-    token: Annotated[
-        str | None, typer.Option(help="Bearer token for the server (default: $AGENTSTREAM_TOKEN).", show_default=False)
-    ] = None,
+    token: Token = None,
 ) -> None:
     """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status."""
     from agentstream.cli.run import stream_run
@@ -69,16 +73,14 @@ def run(
 def attach(
     run_id: Annotated[str, typer.Argument(help="The run to follow.")],
     after_seq: Annotated[int, typer.Option(help="Replay events after this seq (0: from the start).")] = 0,
-    mode: Annotated[str, typer.Option(help=f"Streaming mode: {', '.join(MODES)}.")] = "core",
-    target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
+    mode: ModeName = "core",
+    target: Target = None,
+    json_lines: JsonLines = False,
     tls: TLSFlag = False,
     ca: CAFile = None,
     cert: CertFile = None,
     key: KeyFile = None,
-    token: Annotated[
-        str | None, typer.Option(help="Bearer token for the server (default: $AGENTSTREAM_TOKEN).", show_default=False)
-    ] = None,
+    token: Token = None,
 ) -> None:
     """Follow an existing run (replay, then live); exit status as for run."""
     from agentstream.cli.run import attach_run
@@ -104,14 +106,12 @@ def attach(
 def cancel(
     run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
     reason: Annotated[str, typer.Option(help="Why; shown in the run's terminal message.")] = "cancelled from the CLI",
-    target: Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")] = None,
+    target: Target = None,
     tls: TLSFlag = False,
     ca: CAFile = None,
     cert: CertFile = None,
     key: KeyFile = None,
-    token: Annotated[
-        str | None, typer.Option(help="Bearer token for the server (default: $AGENTSTREAM_TOKEN).", show_default=False)
-    ] = None,
+    token: Token = None,
 ) -> None:
     """Cancel a run; exit 0 when it is cancelled or had already finished, 2 on an error status."""
     from agentstream.cli.run import cancel_run
