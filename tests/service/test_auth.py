@@ -46,10 +46,13 @@ def auth_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-async def server(start: StartServer, auth_files: tuple[Path, Path], fake_llm: FakeLLM) -> RunningServer:
+async def server(start: StartServer, auth_files: tuple[Path, Path], fake_llm: FakeLLM, store: str) -> RunningServer:
+    """An authenticating server on each run store in turn (memory, redis)."""
     fake_llm.responder = default_responder
     tokens, jwks = auth_files
-    return await start(auth_tokens_file=tokens, auth_jwks_file=jwks, auth_jwt_issuer=ISSUER, auth_jwt_audience=AUDIENCE)
+    return await start(
+        store=store, auth_tokens_file=tokens, auth_jwks_file=jwks, auth_jwt_issuer=ISSUER, auth_jwt_audience=AUDIENCE
+    )
 
 
 @pytest.fixture
