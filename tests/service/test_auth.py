@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from agentstream import Client, PermissionDenied, RunNotFound, SyncClient, Unauthenticated
+from agentstream import Client, PermissionDenied, Runners, RunNotFound, SyncClient, Task, Unauthenticated
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from agentstream_server.config import Settings
@@ -376,3 +376,14 @@ async def test_the_python_sdks_send_their_token(server: RunningServer, monkeypat
             sync_client.get_run(run_id)
 
     await asyncio.to_thread(blocking)
+
+
+async def test_the_seed_runners_send_their_token(server: RunningServer) -> None:
+    target = f"127.0.0.1:{server.port}"
+    messages = [m async for m in Runners.streaming_run("hi", target=target, token=RUNNER.value)]
+    assert messages[-1].is_terminal
+    task = Task(input="hi", run_id="task-with-token")
+    messages = [m async for m in Runners.streaming_run_task(task, target=target, token=RUNNER.value)]
+    assert {m.run_id for m in messages} == {"task-with-token"}
+    with pytest.raises(Unauthenticated):
+        _ = [m async for m in Runners.streaming_run_task(Task(input="hi"), target=target)]
