@@ -27,11 +27,14 @@ class TolerantDecoding(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix) or handler.request_deserializer is None:
+        if (
+            handler is None
+            or handler.request_streaming
+            or handler.request_deserializer is None
+            or not method.startswith(self._prefix)
+        ):
             return handler
         deserialize = handler.request_deserializer
-        if handler.request_streaming:
-            return handler
         if handler.response_streaming:
             return grpc.unary_stream_rpc_method_handler(
                 handler.unary_stream,  # type: ignore[arg-type]
