@@ -9,12 +9,12 @@ from agentstream_server.store.memory import MemoryStore, Retention
 
 async def open_store(settings: Settings) -> RunStore:
     """The run store, connected; a Redis that does not answer raises RedisUnavailable naming it (redacted)."""
-    retention = Retention(
-        ttl_s=settings.completed_run_ttl_s,
-        max_runs=settings.max_finished_runs,
-        max_bytes=settings.max_finished_bytes,
-    )
     if settings.store == "memory":
+        retention = Retention(
+            ttl_s=settings.completed_run_ttl_s,
+            max_runs=settings.max_finished_runs,
+            max_bytes=settings.max_finished_bytes,
+        )
         return MemoryStore(retention)
     from agentstream_server.store.redis import RedisStore  # only servers that use Redis import redis
 
