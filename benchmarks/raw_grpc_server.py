@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import grpc
 
@@ -22,11 +23,22 @@ async def main() -> None:
             message.chunk.content = "x "
             yield message
 
-    server = grpc.aio.server()
+    await serve_stream("bench.Raw", "Stream", stream, lambda b: b)
+
+
+async def serve_stream(
+    service: str,
+    method: str,
+    behavior: Callable[[Any, grpc.aio.ServicerContext[Any, pb.Message]], AsyncIterator[pb.Message]],
+    deserialize: Callable[[bytes], Any],
+    options: Sequence[tuple[str, Any]] = (),
+) -> None:
+    """Serve one server-streaming method of Messages on a free 127.0.0.1 port, announced as 'listening on'."""
+    server = grpc.aio.server(options=options)
     handler = grpc.unary_stream_rpc_method_handler(
-        stream, request_deserializer=lambda b: b, response_serializer=pb.Message.SerializeToString
+        behavior, request_deserializer=deserialize, response_serializer=pb.Message.SerializeToString
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Raw", {"Stream": handler}),))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: handler}),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"listening on 127.0.0.1:{port}", flush=True)

@@ -19,6 +19,7 @@ import grpc
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream_server.cli import run_event_loop
+from benchmarks.raw_grpc_server import serve_stream
 
 PROMPT = re.compile(r"^bench: tokens=(\d+)(?: rate=(\d+(?:\.\d+)?))?( stamp)?$")
 TASK_RESPONSE = "__task_response"
@@ -46,18 +47,14 @@ async def streaming_run(
 
 
 async def main() -> None:
-    server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 1 << 20)])
-    handler = grpc.unary_stream_rpc_method_handler(
-        streaming_run,
-        request_deserializer=rpb.StreamingRunRequest.FromString,
-        response_serializer=pb.Message.SerializeToString,
-    )
     service = rpb.DESCRIPTOR.services_by_name["RunnerService"].full_name
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"StreamingRun": handler}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    await server.wait_for_termination()
+    await serve_stream(
+        service,
+        "StreamingRun",
+        streaming_run,
+        rpb.StreamingRunRequest.FromString,
+        options=[("grpc.max_concurrent_streams", 1 << 20)],
+    )
 
 
 if __name__ == "__main__":
