@@ -167,6 +167,41 @@ class RunInterrupted(AgentStreamError):
     reason = "RUN_INTERRUPTED"
 
 
+class SessionBusy(AgentStreamError):
+    """A run is already live on the session; metadata `run_id` names it. Wait for it to end or cancel it."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "SESSION_BUSY"
+
+
+class SessionNotFound(AgentStreamError):
+    """No session with the requested id is known (never used, deleted, or idle past its TTL)."""
+
+    code = "NOT_FOUND"
+    reason = "SESSION_NOT_FOUND"
+
+
+class InterruptNotFound(AgentStreamError):
+    """No such run, or the run has no interrupt with that id."""
+
+    code = "NOT_FOUND"
+    reason = "INTERRUPT_NOT_FOUND"
+
+
+class InterruptAlreadyResolved(AgentStreamError):
+    """The interrupt was already resolved (by another caller, or by its approval timeout)."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "INTERRUPT_ALREADY_RESOLVED"
+
+
+class AgentDepthExceeded(AgentStreamError):
+    """Agents called as tools nested deeper than the server allows; the run ends FAILED."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "AGENT_DEPTH_EXCEEDED"
+
+
 class InternalError(AgentStreamError):
     """An unexpected failure inside the service."""
 
@@ -208,6 +243,11 @@ ERROR_TABLE: tuple[ErrorRow, ...] = (
     ErrorRow(RunTimedOut, in_band=True),
     ErrorRow(RunCancelled, in_band=True),
     ErrorRow(RunInterrupted, in_band=True),
+    ErrorRow(SessionBusy, in_band=False),
+    ErrorRow(SessionNotFound, in_band=False),
+    ErrorRow(InterruptNotFound, in_band=False),
+    ErrorRow(InterruptAlreadyResolved, in_band=False),
+    ErrorRow(AgentDepthExceeded, in_band=True),
     ErrorRow(InternalError, in_band=True),
 )
 """Every error the service reports: its class, gRPC code and ErrorInfo reason."""

@@ -94,7 +94,7 @@ def test_payload_kinds_map_to_distinct_classes() -> None:
 
 
 def test_a_payload_from_a_newer_contract_is_a_base_message_not_an_error() -> None:
-    tag = 28 << 3 | 2  # payload field 28, length-delimited: a variant this SDK does not know
+    tag = 99 << 3 | 2  # payload field 99, length-delimited: a variant this SDK does not know
     unknown_variant = bytes([tag & 0x7F | 0x80, tag >> 7, 2]) + b"hi"
     message = pb.Message.FromString(pb.Message(id="r:1", seq=1, category="new").SerializeToString() + unknown_variant)
     assert message.WhichOneof("payload") is None

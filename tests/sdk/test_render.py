@@ -109,7 +109,12 @@ def test_to_json_is_the_envelope_the_class_and_a_plain_payload() -> None:
     last = objects[-1]
     assert last["type"] == "TaskMessage"
     assert last["payload"]["status"] == "SUCCEEDED"
-    assert last["payload"]["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    assert last["payload"]["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "reasoning_tokens": 0,
+    }
     assert last["payload"]["time_cost"] == 1.5
 
 

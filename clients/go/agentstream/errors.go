@@ -46,23 +46,28 @@ func (e *Error) Is(target error) bool {
 
 // The rows of the server's error table.
 var (
-	ErrInvalidArgument     = &Error{Code: codes.InvalidArgument, Reason: "INVALID_ARGUMENT"}
-	ErrUnauthenticated     = &Error{Code: codes.Unauthenticated, Reason: "UNAUTHENTICATED"}
-	ErrPermissionDenied    = &Error{Code: codes.PermissionDenied, Reason: "PERMISSION_DENIED"}
-	ErrAgentNotFound       = &Error{Code: codes.NotFound, Reason: "AGENT_NOT_FOUND"}
-	ErrRunAlreadyExists    = &Error{Code: codes.AlreadyExists, Reason: "RUN_ALREADY_EXISTS"}
-	ErrTooManyRuns         = &Error{Code: codes.ResourceExhausted, Reason: "TOO_MANY_RUNS"}
-	ErrServerDraining      = &Error{Code: codes.Unavailable, Reason: "SERVER_DRAINING"}
-	ErrRunNotFound         = &Error{Code: codes.NotFound, Reason: "RUN_NOT_FOUND"}
-	ErrSeqOutOfRange       = &Error{Code: codes.OutOfRange, Reason: "SEQ_OUT_OF_RANGE"}
-	ErrTooManySubscribers  = &Error{Code: codes.ResourceExhausted, Reason: "TOO_MANY_SUBSCRIBERS"}
-	ErrLLMUpstream         = &Error{Code: codes.Unavailable, Reason: "LLM_UPSTREAM_ERROR"}
-	ErrRunStoreUnavailable = &Error{Code: codes.Unavailable, Reason: "RUN_STORE_UNAVAILABLE"}
-	ErrMaxStepsExceeded    = &Error{Code: codes.ResourceExhausted, Reason: "MAX_STEPS_EXCEEDED"}
-	ErrRunTimedOut         = &Error{Code: codes.DeadlineExceeded, Reason: "RUN_TIMED_OUT"}
-	ErrRunCancelled        = &Error{Code: codes.Canceled, Reason: "RUN_CANCELLED"}
-	ErrRunInterrupted      = &Error{Code: codes.Unavailable, Reason: "RUN_INTERRUPTED"}
-	ErrInternal            = &Error{Code: codes.Internal, Reason: "INTERNAL"}
+	ErrInvalidArgument          = &Error{Code: codes.InvalidArgument, Reason: "INVALID_ARGUMENT"}
+	ErrUnauthenticated          = &Error{Code: codes.Unauthenticated, Reason: "UNAUTHENTICATED"}
+	ErrPermissionDenied         = &Error{Code: codes.PermissionDenied, Reason: "PERMISSION_DENIED"}
+	ErrAgentNotFound            = &Error{Code: codes.NotFound, Reason: "AGENT_NOT_FOUND"}
+	ErrRunAlreadyExists         = &Error{Code: codes.AlreadyExists, Reason: "RUN_ALREADY_EXISTS"}
+	ErrTooManyRuns              = &Error{Code: codes.ResourceExhausted, Reason: "TOO_MANY_RUNS"}
+	ErrServerDraining           = &Error{Code: codes.Unavailable, Reason: "SERVER_DRAINING"}
+	ErrRunNotFound              = &Error{Code: codes.NotFound, Reason: "RUN_NOT_FOUND"}
+	ErrSeqOutOfRange            = &Error{Code: codes.OutOfRange, Reason: "SEQ_OUT_OF_RANGE"}
+	ErrTooManySubscribers       = &Error{Code: codes.ResourceExhausted, Reason: "TOO_MANY_SUBSCRIBERS"}
+	ErrLLMUpstream              = &Error{Code: codes.Unavailable, Reason: "LLM_UPSTREAM_ERROR"}
+	ErrRunStoreUnavailable      = &Error{Code: codes.Unavailable, Reason: "RUN_STORE_UNAVAILABLE"}
+	ErrMaxStepsExceeded         = &Error{Code: codes.ResourceExhausted, Reason: "MAX_STEPS_EXCEEDED"}
+	ErrRunTimedOut              = &Error{Code: codes.DeadlineExceeded, Reason: "RUN_TIMED_OUT"}
+	ErrRunCancelled             = &Error{Code: codes.Canceled, Reason: "RUN_CANCELLED"}
+	ErrRunInterrupted           = &Error{Code: codes.Unavailable, Reason: "RUN_INTERRUPTED"}
+	ErrSessionBusy              = &Error{Code: codes.FailedPrecondition, Reason: "SESSION_BUSY"}
+	ErrSessionNotFound          = &Error{Code: codes.NotFound, Reason: "SESSION_NOT_FOUND"}
+	ErrInterruptNotFound        = &Error{Code: codes.NotFound, Reason: "INTERRUPT_NOT_FOUND"}
+	ErrInterruptAlreadyResolved = &Error{Code: codes.FailedPrecondition, Reason: "INTERRUPT_ALREADY_RESOLVED"}
+	ErrAgentDepthExceeded       = &Error{Code: codes.ResourceExhausted, Reason: "AGENT_DEPTH_EXCEEDED"}
+	ErrInternal                 = &Error{Code: codes.Internal, Reason: "INTERNAL"}
 )
 
 // FromStatus turns a gRPC error into an *Error, reading ErrorInfo and BadRequest details.

@@ -42,6 +42,9 @@ const (
 	TaskStatus_TASK_STATUS_TIMED_OUT TaskStatus = 5
 	// The run's executor went away before it finished.
 	TaskStatus_TASK_STATUS_INTERRUPTED TaskStatus = 6
+	// The run waits for a person: a tool call to approve or a question to answer (see InterruptPayload).
+	// Not final: the run goes on with RUNNING once ResolveInterrupt (or the approval timeout) decides.
+	TaskStatus_TASK_STATUS_INPUT_REQUIRED TaskStatus = 7
 )
 
 // Enum value maps for TaskStatus.
@@ -54,15 +57,17 @@ var (
 		4: "TASK_STATUS_CANCELLED",
 		5: "TASK_STATUS_TIMED_OUT",
 		6: "TASK_STATUS_INTERRUPTED",
+		7: "TASK_STATUS_INPUT_REQUIRED",
 	}
 	TaskStatus_value = map[string]int32{
-		"TASK_STATUS_UNSPECIFIED": 0,
-		"TASK_STATUS_RUNNING":     1,
-		"TASK_STATUS_SUCCEEDED":   2,
-		"TASK_STATUS_FAILED":      3,
-		"TASK_STATUS_CANCELLED":   4,
-		"TASK_STATUS_TIMED_OUT":   5,
-		"TASK_STATUS_INTERRUPTED": 6,
+		"TASK_STATUS_UNSPECIFIED":    0,
+		"TASK_STATUS_RUNNING":        1,
+		"TASK_STATUS_SUCCEEDED":      2,
+		"TASK_STATUS_FAILED":         3,
+		"TASK_STATUS_CANCELLED":      4,
+		"TASK_STATUS_TIMED_OUT":      5,
+		"TASK_STATUS_INTERRUPTED":    6,
+		"TASK_STATUS_INPUT_REQUIRED": 7,
 	}
 )
 
@@ -91,6 +96,116 @@ func (x TaskStatus) Number() protoreflect.EnumNumber {
 // Deprecated: Use TaskStatus.Descriptor instead.
 func (TaskStatus) EnumDescriptor() ([]byte, []int) {
 	return file_agentstream_v1_message_proto_rawDescGZIP(), []int{0}
+}
+
+// GroupEventKind says what a GroupPayload reports.
+type GroupEventKind int32
+
+const (
+	// Not set.
+	GroupEventKind_GROUP_EVENT_KIND_UNSPECIFIED GroupEventKind = 0
+	// Control passed from from_agent to to_agent for the rest of the run (topic "handoff").
+	GroupEventKind_GROUP_EVENT_KIND_HANDOFF GroupEventKind = 1
+	// A nested agent run started: from_agent called to_agent as a tool (topic "agent_start").
+	GroupEventKind_GROUP_EVENT_KIND_AGENT_START GroupEventKind = 2
+	// A nested agent run ended; its answer is the tool result (topic "agent_end").
+	GroupEventKind_GROUP_EVENT_KIND_AGENT_END GroupEventKind = 3
+)
+
+// Enum value maps for GroupEventKind.
+var (
+	GroupEventKind_name = map[int32]string{
+		0: "GROUP_EVENT_KIND_UNSPECIFIED",
+		1: "GROUP_EVENT_KIND_HANDOFF",
+		2: "GROUP_EVENT_KIND_AGENT_START",
+		3: "GROUP_EVENT_KIND_AGENT_END",
+	}
+	GroupEventKind_value = map[string]int32{
+		"GROUP_EVENT_KIND_UNSPECIFIED": 0,
+		"GROUP_EVENT_KIND_HANDOFF":     1,
+		"GROUP_EVENT_KIND_AGENT_START": 2,
+		"GROUP_EVENT_KIND_AGENT_END":   3,
+	}
+)
+
+func (x GroupEventKind) Enum() *GroupEventKind {
+	p := new(GroupEventKind)
+	*p = x
+	return p
+}
+
+func (x GroupEventKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupEventKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_agentstream_v1_message_proto_enumTypes[1].Descriptor()
+}
+
+func (GroupEventKind) Type() protoreflect.EnumType {
+	return &file_agentstream_v1_message_proto_enumTypes[1]
+}
+
+func (x GroupEventKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupEventKind.Descriptor instead.
+func (GroupEventKind) EnumDescriptor() ([]byte, []int) {
+	return file_agentstream_v1_message_proto_rawDescGZIP(), []int{1}
+}
+
+// InterruptKind says what a person is asked for.
+type InterruptKind int32
+
+const (
+	// Not set.
+	InterruptKind_INTERRUPT_KIND_UNSPECIFIED InterruptKind = 0
+	// Approve or reject the listed tool calls before they run.
+	InterruptKind_INTERRUPT_KIND_TOOL_APPROVAL InterruptKind = 1
+	// Answer the question (the agent's ask_user tool); the answer is the tool result.
+	InterruptKind_INTERRUPT_KIND_INPUT InterruptKind = 2
+)
+
+// Enum value maps for InterruptKind.
+var (
+	InterruptKind_name = map[int32]string{
+		0: "INTERRUPT_KIND_UNSPECIFIED",
+		1: "INTERRUPT_KIND_TOOL_APPROVAL",
+		2: "INTERRUPT_KIND_INPUT",
+	}
+	InterruptKind_value = map[string]int32{
+		"INTERRUPT_KIND_UNSPECIFIED":   0,
+		"INTERRUPT_KIND_TOOL_APPROVAL": 1,
+		"INTERRUPT_KIND_INPUT":         2,
+	}
+)
+
+func (x InterruptKind) Enum() *InterruptKind {
+	p := new(InterruptKind)
+	*p = x
+	return p
+}
+
+func (x InterruptKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InterruptKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_agentstream_v1_message_proto_enumTypes[2].Descriptor()
+}
+
+func (InterruptKind) Type() protoreflect.EnumType {
+	return &file_agentstream_v1_message_proto_enumTypes[2]
+}
+
+func (x InterruptKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InterruptKind.Descriptor instead.
+func (InterruptKind) EnumDescriptor() ([]byte, []int) {
+	return file_agentstream_v1_message_proto_rawDescGZIP(), []int{2}
 }
 
 // Message is one event of a run, as streamed to callers: an envelope plus one payload.
@@ -125,6 +240,11 @@ type Message struct {
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// Free-form string headers (e.g. the request's metadata echoed back on the first event).
 	Headers map[string]string `protobuf:"bytes,11,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// For events of a nested agent run (an agent called as a tool): the id of the tool call that started it,
+	// so a UI can group a nested agent's events under that call. Empty at top level.
+	ParentToolCallId string `protobuf:"bytes,12,opt,name=parent_tool_call_id,json=parentToolCallId,proto3" json:"parent_tool_call_id,omitempty"`
+	// How deeply the producing agent is nested: 0 at top level, 1 inside an agent called as a tool, ...
+	Depth uint32 `protobuf:"varint,13,opt,name=depth,proto3" json:"depth,omitempty"`
 	// What happened. A new variant is always added with a new field number.
 	//
 	// Types that are valid to be assigned to Payload:
@@ -137,6 +257,7 @@ type Message struct {
 	//	*Message_Output
 	//	*Message_Group
 	//	*Message_Memory
+	//	*Message_Interrupt
 	Payload       isMessage_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -249,6 +370,20 @@ func (x *Message) GetHeaders() map[string]string {
 	return nil
 }
 
+func (x *Message) GetParentToolCallId() string {
+	if x != nil {
+		return x.ParentToolCallId
+	}
+	return ""
+}
+
+func (x *Message) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
 func (x *Message) GetPayload() isMessage_Payload {
 	if x != nil {
 		return x.Payload
@@ -328,6 +463,15 @@ func (x *Message) GetMemory() *MemoryPayload {
 	return nil
 }
 
+func (x *Message) GetInterrupt() *InterruptPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Message_Interrupt); ok {
+			return x.Interrupt
+		}
+	}
+	return nil
+}
+
 type isMessage_Payload interface {
 	isMessage_Payload()
 }
@@ -363,13 +507,19 @@ type Message_Output struct {
 }
 
 type Message_Group struct {
-	// A multi-agent group event (category "group"); reserved for multi-agent runs.
+	// A multi-agent event (category "group"): a handoff, or a nested agent run opening or closing.
 	Group *GroupPayload `protobuf:"bytes,26,opt,name=group,proto3,oneof"`
 }
 
 type Message_Memory struct {
 	// An entry added to an agent's memory (category "memory", ALL mode only).
 	Memory *MemoryPayload `protobuf:"bytes,27,opt,name=memory,proto3,oneof"`
+}
+
+type Message_Interrupt struct {
+	// The run waits for a person (category "task"): topic "interrupt" when it starts waiting,
+	// topic "interrupt_resolved" when the decision (or the approval timeout) arrives.
+	Interrupt *InterruptPayload `protobuf:"bytes,28,opt,name=interrupt,proto3,oneof"`
 }
 
 func (*Message_Chunk) isMessage_Payload() {}
@@ -387,6 +537,8 @@ func (*Message_Output) isMessage_Payload() {}
 func (*Message_Group) isMessage_Payload() {}
 
 func (*Message_Memory) isMessage_Payload() {}
+
+func (*Message_Interrupt) isMessage_Payload() {}
 
 // ChunkPayload is a token delta (or several coalesced deltas) from the LLM.
 type ChunkPayload struct {
@@ -703,9 +855,11 @@ type AgentStepPayload struct {
 	// The model's finish reason ("stop", "tool_calls", "length" ...).
 	FinishReason string `protobuf:"bytes,5,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
 	// Token usage of this step's LLM call, when the endpoint reported it.
-	Usage         *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Usage *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	// The reasoning text the model streamed in this step (reasoning models only).
+	ReasoningContent string `protobuf:"bytes,7,opt,name=reasoning_content,json=reasoningContent,proto3" json:"reasoning_content,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AgentStepPayload) Reset() {
@@ -780,6 +934,13 @@ func (x *AgentStepPayload) GetUsage() *Usage {
 	return nil
 }
 
+func (x *AgentStepPayload) GetReasoningContent() string {
+	if x != nil {
+		return x.ReasoningContent
+	}
+	return ""
+}
+
 // Usage counts LLM tokens.
 type Usage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -788,9 +949,11 @@ type Usage struct {
 	// Tokens the model generated.
 	CompletionTokens uint64 `protobuf:"varint,2,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	// prompt_tokens + completion_tokens.
-	TotalTokens   uint64 `protobuf:"varint,3,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TotalTokens uint64 `protobuf:"varint,3,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
+	// Of completion_tokens, those spent on reasoning, when the endpoint reports it.
+	ReasoningTokens uint64 `protobuf:"varint,4,opt,name=reasoning_tokens,json=reasoningTokens,proto3" json:"reasoning_tokens,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
@@ -840,6 +1003,13 @@ func (x *Usage) GetCompletionTokens() uint64 {
 func (x *Usage) GetTotalTokens() uint64 {
 	if x != nil {
 		return x.TotalTokens
+	}
+	return 0
+}
+
+func (x *Usage) GetReasoningTokens() uint64 {
+	if x != nil {
+		return x.ReasoningTokens
 	}
 	return 0
 }
@@ -1082,15 +1252,30 @@ func (x *OutputPayload) GetAgentName() string {
 	return ""
 }
 
-// GroupPayload is an event of a multi-agent group (reserved for multi-agent runs).
+// GroupPayload is a multi-agent event: a handoff between agents, or a nested agent run opening or closing,
+// so a UI can draw the tree of agents of a run.
 type GroupPayload struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The group's id.
+	// The group's id: the tool call id that started the nested run or the handoff.
 	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	// Names of the agents in the group.
+	// Names of the agents involved (from_agent, to_agent).
 	Members []string `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
-	// Free-form text about the group event.
-	Content       string `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	// Free-form text about the group event: the handoff's reason, or a nested run's answer on agent_end.
+	Content string `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	// What happened.
+	Kind GroupEventKind `protobuf:"varint,4,opt,name=kind,proto3,enum=agentstream.v1.GroupEventKind" json:"kind,omitempty"`
+	// The agent control or the call came from.
+	FromAgent string `protobuf:"bytes,5,opt,name=from_agent,json=fromAgent,proto3" json:"from_agent,omitempty"`
+	// The agent control or the call went to.
+	ToAgent string `protobuf:"bytes,6,opt,name=to_agent,json=toAgent,proto3" json:"to_agent,omitempty"`
+	// The tool call (transfer_to_<agent> or the agent-as-tool call) behind the event.
+	ToolCallId string `protobuf:"bytes,7,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
+	// Nesting depth of to_agent's run (0 = top level).
+	Depth uint32 `protobuf:"varint,8,opt,name=depth,proto3" json:"depth,omitempty"`
+	// agent_end only: tokens used by the nested run (all its LLM calls, nested ones included).
+	Usage *Usage `protobuf:"bytes,9,opt,name=usage,proto3" json:"usage,omitempty"`
+	// agent_end only: false when the nested run failed (its error text is in content).
+	Success       bool `protobuf:"varint,10,opt,name=success,proto3" json:"success,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1144,6 +1329,55 @@ func (x *GroupPayload) GetContent() string {
 		return x.Content
 	}
 	return ""
+}
+
+func (x *GroupPayload) GetKind() GroupEventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return GroupEventKind_GROUP_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *GroupPayload) GetFromAgent() string {
+	if x != nil {
+		return x.FromAgent
+	}
+	return ""
+}
+
+func (x *GroupPayload) GetToAgent() string {
+	if x != nil {
+		return x.ToAgent
+	}
+	return ""
+}
+
+func (x *GroupPayload) GetToolCallId() string {
+	if x != nil {
+		return x.ToolCallId
+	}
+	return ""
+}
+
+func (x *GroupPayload) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+func (x *GroupPayload) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *GroupPayload) GetSuccess() bool {
+	if x != nil {
+		return x.Success
+	}
+	return false
 }
 
 // MemoryPayload is one entry appended to an agent's conversation memory.
@@ -1210,11 +1444,130 @@ func (x *MemoryPayload) GetAgentName() string {
 	return ""
 }
 
+// InterruptPayload reports that a run waits for a person, or that the wait is over.
+type InterruptPayload struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the interrupt in ResolveInterrupt; unique within its run.
+	InterruptId string `protobuf:"bytes,1,opt,name=interrupt_id,json=interruptId,proto3" json:"interrupt_id,omitempty"`
+	// What the person is asked for.
+	Kind InterruptKind `protobuf:"varint,2,opt,name=kind,proto3,enum=agentstream.v1.InterruptKind" json:"kind,omitempty"`
+	// TOOL_APPROVAL: the tool calls awaiting approval.
+	ToolCalls []*ActionModel `protobuf:"bytes,3,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// The question for the person (INPUT), or a description of what awaits approval.
+	Question string `protobuf:"bytes,4,opt,name=question,proto3" json:"question,omitempty"`
+	// The agent that asked.
+	AgentName string `protobuf:"bytes,5,opt,name=agent_name,json=agentName,proto3" json:"agent_name,omitempty"`
+	// When the interrupt resolves itself as rejected if nobody answers (the agents file's approval_timeout).
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Set on topic "interrupt_resolved": true when the calls were approved (TOOL_APPROVAL) or answered (INPUT).
+	Approved bool `protobuf:"varint,7,opt,name=approved,proto3" json:"approved,omitempty"`
+	// Set on topic "interrupt_resolved": the person's message (the answer to an INPUT question), or why the
+	// interrupt resolved without one (e.g. the approval timeout passed).
+	Message string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	// True on topic "interrupt_resolved" events.
+	Resolved      bool `protobuf:"varint,9,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InterruptPayload) Reset() {
+	*x = InterruptPayload{}
+	mi := &file_agentstream_v1_message_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InterruptPayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InterruptPayload) ProtoMessage() {}
+
+func (x *InterruptPayload) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_message_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InterruptPayload.ProtoReflect.Descriptor instead.
+func (*InterruptPayload) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_message_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *InterruptPayload) GetInterruptId() string {
+	if x != nil {
+		return x.InterruptId
+	}
+	return ""
+}
+
+func (x *InterruptPayload) GetKind() InterruptKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InterruptKind_INTERRUPT_KIND_UNSPECIFIED
+}
+
+func (x *InterruptPayload) GetToolCalls() []*ActionModel {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+func (x *InterruptPayload) GetQuestion() string {
+	if x != nil {
+		return x.Question
+	}
+	return ""
+}
+
+func (x *InterruptPayload) GetAgentName() string {
+	if x != nil {
+		return x.AgentName
+	}
+	return ""
+}
+
+func (x *InterruptPayload) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *InterruptPayload) GetApproved() bool {
+	if x != nil {
+		return x.Approved
+	}
+	return false
+}
+
+func (x *InterruptPayload) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *InterruptPayload) GetResolved() bool {
+	if x != nil {
+		return x.Resolved
+	}
+	return false
+}
+
 var File_agentstream_v1_message_proto protoreflect.FileDescriptor
 
 const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x1cagentstream/v1/message.proto\x12\x0eagentstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x06\n" +
+	"\x1cagentstream/v1/message.proto\x12\x0eagentstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\a\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1d\n" +
@@ -1228,7 +1581,9 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\x06caller\x18\t \x01(\tR\x06caller\x128\n" +
 	"\ttimestamp\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12>\n" +
-	"\aheaders\x18\v \x03(\v2$.agentstream.v1.Message.HeadersEntryR\aheaders\x124\n" +
+	"\aheaders\x18\v \x03(\v2$.agentstream.v1.Message.HeadersEntryR\aheaders\x12-\n" +
+	"\x13parent_tool_call_id\x18\f \x01(\tR\x10parentToolCallId\x12\x14\n" +
+	"\x05depth\x18\r \x01(\rR\x05depth\x124\n" +
 	"\x05chunk\x18\x14 \x01(\v2\x1c.agentstream.v1.ChunkPayloadH\x00R\x05chunk\x125\n" +
 	"\x04tool\x18\x15 \x01(\v2\x1f.agentstream.v1.ToolCallPayloadH\x00R\x04tool\x12D\n" +
 	"\vtool_result\x18\x16 \x01(\v2!.agentstream.v1.ToolResultPayloadH\x00R\n" +
@@ -1237,7 +1592,8 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\x04task\x18\x18 \x01(\v2\x1b.agentstream.v1.TaskPayloadH\x00R\x04task\x127\n" +
 	"\x06output\x18\x19 \x01(\v2\x1d.agentstream.v1.OutputPayloadH\x00R\x06output\x124\n" +
 	"\x05group\x18\x1a \x01(\v2\x1c.agentstream.v1.GroupPayloadH\x00R\x05group\x127\n" +
-	"\x06memory\x18\x1b \x01(\v2\x1d.agentstream.v1.MemoryPayloadH\x00R\x06memory\x1a:\n" +
+	"\x06memory\x18\x1b \x01(\v2\x1d.agentstream.v1.MemoryPayloadH\x00R\x06memory\x12@\n" +
+	"\tinterrupt\x18\x1c \x01(\v2 .agentstream.v1.InterruptPayloadH\x00R\tinterrupt\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\t\n" +
@@ -1268,7 +1624,7 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\bis_error\x18\x04 \x01(\bR\aisError\x125\n" +
 	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1d\n" +
 	"\n" +
-	"agent_name\x18\x06 \x01(\tR\tagentName\"\xed\x01\n" +
+	"agent_name\x18\x06 \x01(\tR\tagentName\"\x9a\x02\n" +
 	"\x10AgentStepPayload\x12\x1d\n" +
 	"\n" +
 	"agent_name\x18\x01 \x01(\tR\tagentName\x12\x12\n" +
@@ -1277,11 +1633,13 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\n" +
 	"tool_calls\x18\x04 \x03(\v2\x1b.agentstream.v1.ActionModelR\ttoolCalls\x12#\n" +
 	"\rfinish_reason\x18\x05 \x01(\tR\ffinishReason\x12+\n" +
-	"\x05usage\x18\x06 \x01(\v2\x15.agentstream.v1.UsageR\x05usage\"|\n" +
+	"\x05usage\x18\x06 \x01(\v2\x15.agentstream.v1.UsageR\x05usage\x12+\n" +
+	"\x11reasoning_content\x18\a \x01(\tR\x10reasoningContent\"\xa7\x01\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x04R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x04R\x10completionTokens\x12!\n" +
-	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\"\xb9\x01\n" +
+	"\ftotal_tokens\x18\x03 \x01(\x04R\vtotalTokens\x12)\n" +
+	"\x10reasoning_tokens\x18\x04 \x01(\x04R\x0freasoningTokens\"\xb9\x01\n" +
 	"\tTaskError\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12C\n" +
@@ -1303,16 +1661,39 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\rOutputPayload\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\tR\acontent\x12\x1d\n" +
 	"\n" +
-	"agent_name\x18\x02 \x01(\tR\tagentName\"]\n" +
+	"agent_name\x18\x02 \x01(\tR\tagentName\"\xca\x02\n" +
 	"\fGroupPayload\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x18\n" +
-	"\acontent\x18\x03 \x01(\tR\acontent\"\\\n" +
+	"\acontent\x18\x03 \x01(\tR\acontent\x122\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x1e.agentstream.v1.GroupEventKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"from_agent\x18\x05 \x01(\tR\tfromAgent\x12\x19\n" +
+	"\bto_agent\x18\x06 \x01(\tR\atoAgent\x12 \n" +
+	"\ftool_call_id\x18\a \x01(\tR\n" +
+	"toolCallId\x12\x14\n" +
+	"\x05depth\x18\b \x01(\rR\x05depth\x12+\n" +
+	"\x05usage\x18\t \x01(\v2\x15.agentstream.v1.UsageR\x05usage\x12\x18\n" +
+	"\asuccess\x18\n" +
+	" \x01(\bR\asuccess\"\\\n" +
 	"\rMemoryPayload\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x1d\n" +
 	"\n" +
-	"agent_name\x18\x03 \x01(\tR\tagentName*\xc8\x01\n" +
+	"agent_name\x18\x03 \x01(\tR\tagentName\"\xec\x02\n" +
+	"\x10InterruptPayload\x12!\n" +
+	"\finterrupt_id\x18\x01 \x01(\tR\vinterruptId\x121\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1d.agentstream.v1.InterruptKindR\x04kind\x12:\n" +
+	"\n" +
+	"tool_calls\x18\x03 \x03(\v2\x1b.agentstream.v1.ActionModelR\ttoolCalls\x12\x1a\n" +
+	"\bquestion\x18\x04 \x01(\tR\bquestion\x12\x1d\n" +
+	"\n" +
+	"agent_name\x18\x05 \x01(\tR\tagentName\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1a\n" +
+	"\bapproved\x18\a \x01(\bR\bapproved\x12\x18\n" +
+	"\amessage\x18\b \x01(\tR\amessage\x12\x1a\n" +
+	"\bresolved\x18\t \x01(\bR\bresolved*\xe8\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1321,7 +1702,17 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\x12TASK_STATUS_FAILED\x10\x03\x12\x19\n" +
 	"\x15TASK_STATUS_CANCELLED\x10\x04\x12\x19\n" +
 	"\x15TASK_STATUS_TIMED_OUT\x10\x05\x12\x1b\n" +
-	"\x17TASK_STATUS_INTERRUPTED\x10\x06BKZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3"
+	"\x17TASK_STATUS_INTERRUPTED\x10\x06\x12\x1e\n" +
+	"\x1aTASK_STATUS_INPUT_REQUIRED\x10\a*\x92\x01\n" +
+	"\x0eGroupEventKind\x12 \n" +
+	"\x1cGROUP_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18GROUP_EVENT_KIND_HANDOFF\x10\x01\x12 \n" +
+	"\x1cGROUP_EVENT_KIND_AGENT_START\x10\x02\x12\x1e\n" +
+	"\x1aGROUP_EVENT_KIND_AGENT_END\x10\x03*k\n" +
+	"\rInterruptKind\x12\x1e\n" +
+	"\x1aINTERRUPT_KIND_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cINTERRUPT_KIND_TOOL_APPROVAL\x10\x01\x12\x18\n" +
+	"\x14INTERRUPT_KIND_INPUT\x10\x02BKZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3"
 
 var (
 	file_agentstream_v1_message_proto_rawDescOnce sync.Once
@@ -1335,54 +1726,63 @@ func file_agentstream_v1_message_proto_rawDescGZIP() []byte {
 	return file_agentstream_v1_message_proto_rawDescData
 }
 
-var file_agentstream_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agentstream_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_agentstream_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_agentstream_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_agentstream_v1_message_proto_goTypes = []any{
 	(TaskStatus)(0),               // 0: agentstream.v1.TaskStatus
-	(*Message)(nil),               // 1: agentstream.v1.Message
-	(*ChunkPayload)(nil),          // 2: agentstream.v1.ChunkPayload
-	(*ActionModel)(nil),           // 3: agentstream.v1.ActionModel
-	(*ToolCallPayload)(nil),       // 4: agentstream.v1.ToolCallPayload
-	(*ToolResultPayload)(nil),     // 5: agentstream.v1.ToolResultPayload
-	(*AgentStepPayload)(nil),      // 6: agentstream.v1.AgentStepPayload
-	(*Usage)(nil),                 // 7: agentstream.v1.Usage
-	(*TaskError)(nil),             // 8: agentstream.v1.TaskError
-	(*TaskPayload)(nil),           // 9: agentstream.v1.TaskPayload
-	(*OutputPayload)(nil),         // 10: agentstream.v1.OutputPayload
-	(*GroupPayload)(nil),          // 11: agentstream.v1.GroupPayload
-	(*MemoryPayload)(nil),         // 12: agentstream.v1.MemoryPayload
-	nil,                           // 13: agentstream.v1.Message.HeadersEntry
-	nil,                           // 14: agentstream.v1.TaskError.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(GroupEventKind)(0),           // 1: agentstream.v1.GroupEventKind
+	(InterruptKind)(0),            // 2: agentstream.v1.InterruptKind
+	(*Message)(nil),               // 3: agentstream.v1.Message
+	(*ChunkPayload)(nil),          // 4: agentstream.v1.ChunkPayload
+	(*ActionModel)(nil),           // 5: agentstream.v1.ActionModel
+	(*ToolCallPayload)(nil),       // 6: agentstream.v1.ToolCallPayload
+	(*ToolResultPayload)(nil),     // 7: agentstream.v1.ToolResultPayload
+	(*AgentStepPayload)(nil),      // 8: agentstream.v1.AgentStepPayload
+	(*Usage)(nil),                 // 9: agentstream.v1.Usage
+	(*TaskError)(nil),             // 10: agentstream.v1.TaskError
+	(*TaskPayload)(nil),           // 11: agentstream.v1.TaskPayload
+	(*OutputPayload)(nil),         // 12: agentstream.v1.OutputPayload
+	(*GroupPayload)(nil),          // 13: agentstream.v1.GroupPayload
+	(*MemoryPayload)(nil),         // 14: agentstream.v1.MemoryPayload
+	(*InterruptPayload)(nil),      // 15: agentstream.v1.InterruptPayload
+	nil,                           // 16: agentstream.v1.Message.HeadersEntry
+	nil,                           // 17: agentstream.v1.TaskError.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
 }
 var file_agentstream_v1_message_proto_depIdxs = []int32{
-	15, // 0: agentstream.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	13, // 1: agentstream.v1.Message.headers:type_name -> agentstream.v1.Message.HeadersEntry
-	2,  // 2: agentstream.v1.Message.chunk:type_name -> agentstream.v1.ChunkPayload
-	4,  // 3: agentstream.v1.Message.tool:type_name -> agentstream.v1.ToolCallPayload
-	5,  // 4: agentstream.v1.Message.tool_result:type_name -> agentstream.v1.ToolResultPayload
-	6,  // 5: agentstream.v1.Message.agent:type_name -> agentstream.v1.AgentStepPayload
-	9,  // 6: agentstream.v1.Message.task:type_name -> agentstream.v1.TaskPayload
-	10, // 7: agentstream.v1.Message.output:type_name -> agentstream.v1.OutputPayload
-	11, // 8: agentstream.v1.Message.group:type_name -> agentstream.v1.GroupPayload
-	12, // 9: agentstream.v1.Message.memory:type_name -> agentstream.v1.MemoryPayload
-	16, // 10: agentstream.v1.ActionModel.params:type_name -> google.protobuf.Struct
-	3,  // 11: agentstream.v1.ToolCallPayload.actions:type_name -> agentstream.v1.ActionModel
-	17, // 12: agentstream.v1.ToolResultPayload.duration:type_name -> google.protobuf.Duration
-	3,  // 13: agentstream.v1.AgentStepPayload.tool_calls:type_name -> agentstream.v1.ActionModel
-	7,  // 14: agentstream.v1.AgentStepPayload.usage:type_name -> agentstream.v1.Usage
-	14, // 15: agentstream.v1.TaskError.metadata:type_name -> agentstream.v1.TaskError.MetadataEntry
-	0,  // 16: agentstream.v1.TaskPayload.status:type_name -> agentstream.v1.TaskStatus
-	7,  // 17: agentstream.v1.TaskPayload.usage:type_name -> agentstream.v1.Usage
-	17, // 18: agentstream.v1.TaskPayload.time_cost:type_name -> google.protobuf.Duration
-	8,  // 19: agentstream.v1.TaskPayload.error:type_name -> agentstream.v1.TaskError
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 0: agentstream.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	16, // 1: agentstream.v1.Message.headers:type_name -> agentstream.v1.Message.HeadersEntry
+	4,  // 2: agentstream.v1.Message.chunk:type_name -> agentstream.v1.ChunkPayload
+	6,  // 3: agentstream.v1.Message.tool:type_name -> agentstream.v1.ToolCallPayload
+	7,  // 4: agentstream.v1.Message.tool_result:type_name -> agentstream.v1.ToolResultPayload
+	8,  // 5: agentstream.v1.Message.agent:type_name -> agentstream.v1.AgentStepPayload
+	11, // 6: agentstream.v1.Message.task:type_name -> agentstream.v1.TaskPayload
+	12, // 7: agentstream.v1.Message.output:type_name -> agentstream.v1.OutputPayload
+	13, // 8: agentstream.v1.Message.group:type_name -> agentstream.v1.GroupPayload
+	14, // 9: agentstream.v1.Message.memory:type_name -> agentstream.v1.MemoryPayload
+	15, // 10: agentstream.v1.Message.interrupt:type_name -> agentstream.v1.InterruptPayload
+	19, // 11: agentstream.v1.ActionModel.params:type_name -> google.protobuf.Struct
+	5,  // 12: agentstream.v1.ToolCallPayload.actions:type_name -> agentstream.v1.ActionModel
+	20, // 13: agentstream.v1.ToolResultPayload.duration:type_name -> google.protobuf.Duration
+	5,  // 14: agentstream.v1.AgentStepPayload.tool_calls:type_name -> agentstream.v1.ActionModel
+	9,  // 15: agentstream.v1.AgentStepPayload.usage:type_name -> agentstream.v1.Usage
+	17, // 16: agentstream.v1.TaskError.metadata:type_name -> agentstream.v1.TaskError.MetadataEntry
+	0,  // 17: agentstream.v1.TaskPayload.status:type_name -> agentstream.v1.TaskStatus
+	9,  // 18: agentstream.v1.TaskPayload.usage:type_name -> agentstream.v1.Usage
+	20, // 19: agentstream.v1.TaskPayload.time_cost:type_name -> google.protobuf.Duration
+	10, // 20: agentstream.v1.TaskPayload.error:type_name -> agentstream.v1.TaskError
+	1,  // 21: agentstream.v1.GroupPayload.kind:type_name -> agentstream.v1.GroupEventKind
+	9,  // 22: agentstream.v1.GroupPayload.usage:type_name -> agentstream.v1.Usage
+	2,  // 23: agentstream.v1.InterruptPayload.kind:type_name -> agentstream.v1.InterruptKind
+	5,  // 24: agentstream.v1.InterruptPayload.tool_calls:type_name -> agentstream.v1.ActionModel
+	18, // 25: agentstream.v1.InterruptPayload.expires_at:type_name -> google.protobuf.Timestamp
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_agentstream_v1_message_proto_init() }
@@ -1399,14 +1799,15 @@ func file_agentstream_v1_message_proto_init() {
 		(*Message_Output)(nil),
 		(*Message_Group)(nil),
 		(*Message_Memory)(nil),
+		(*Message_Interrupt)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentstream_v1_message_proto_rawDesc), len(file_agentstream_v1_message_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      3,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

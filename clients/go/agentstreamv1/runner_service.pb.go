@@ -166,9 +166,12 @@ type StreamingRunRequest struct {
 	// default (AGENTSTREAM_CHUNK_WINDOW_MS, 0 = one chunk event per LLM delta).
 	ChunkWindowMs *uint32 `protobuf:"varint,8,opt,name=chunk_window_ms,json=chunkWindowMs,proto3,oneof" json:"chunk_window_ms,omitempty"`
 	// What happens to the run if the caller cancels or disconnects; unspecified means cancel.
-	OnDisconnect  OnDisconnect `protobuf:"varint,9,opt,name=on_disconnect,json=onDisconnect,proto3,enum=agentstream.v1.OnDisconnect" json:"on_disconnect,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OnDisconnect OnDisconnect `protobuf:"varint,9,opt,name=on_disconnect,json=onDisconnect,proto3,enum=agentstream.v1.OnDisconnect" json:"on_disconnect,omitempty"`
+	// Drop reasoning from this stream: chunks carrying only reasoning are not sent, and reasoning_content
+	// is cleared from the chunks and agent steps that are (the run's log keeps it for other readers).
+	ExcludeReasoning bool `protobuf:"varint,10,opt,name=exclude_reasoning,json=excludeReasoning,proto3" json:"exclude_reasoning,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StreamingRunRequest) Reset() {
@@ -262,6 +265,13 @@ func (x *StreamingRunRequest) GetOnDisconnect() OnDisconnect {
 		return x.OnDisconnect
 	}
 	return OnDisconnect_ON_DISCONNECT_UNSPECIFIED
+}
+
+func (x *StreamingRunRequest) GetExcludeReasoning() bool {
+	if x != nil {
+		return x.ExcludeReasoning
+	}
+	return false
 }
 
 // StartRunRequest asks for a run to be started without streaming it; fields as in StreamingRunRequest.
@@ -419,8 +429,10 @@ type SubscribeRunRequest struct {
 	AfterSeq uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	// Which events to stream; unspecified means CORE. The terminal message always passes.
 	StreamingMode StreamingMode `protobuf:"varint,3,opt,name=streaming_mode,json=streamingMode,proto3,enum=agentstream.v1.StreamingMode" json:"streaming_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Drop reasoning from this stream (see StreamingRunRequest.exclude_reasoning).
+	ExcludeReasoning bool `protobuf:"varint,4,opt,name=exclude_reasoning,json=excludeReasoning,proto3" json:"exclude_reasoning,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SubscribeRunRequest) Reset() {
@@ -472,6 +484,13 @@ func (x *SubscribeRunRequest) GetStreamingMode() StreamingMode {
 		return x.StreamingMode
 	}
 	return StreamingMode_STREAMING_MODE_UNSPECIFIED
+}
+
+func (x *SubscribeRunRequest) GetExcludeReasoning() bool {
+	if x != nil {
+		return x.ExcludeReasoning
+	}
+	return false
 }
 
 // CancelRunRequest asks for a run to be stopped.
@@ -648,9 +667,11 @@ type Run struct {
 	// The terminal task response, once there is one.
 	Response *TaskPayload `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
 	// The caller-supplied session id.
-	SessionId     string `protobuf:"bytes,8,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SessionId string `protobuf:"bytes,8,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// While the status is INPUT_REQUIRED: the interrupts waiting for ResolveInterrupt.
+	PendingInterrupts []*InterruptPayload `protobuf:"bytes,9,rep,name=pending_interrupts,json=pendingInterrupts,proto3" json:"pending_interrupts,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -739,11 +760,466 @@ func (x *Run) GetSessionId() string {
 	return ""
 }
 
+func (x *Run) GetPendingInterrupts() []*InterruptPayload {
+	if x != nil {
+		return x.PendingInterrupts
+	}
+	return nil
+}
+
+// GetSessionRequest names a conversation.
+type GetSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session to describe.
+	SessionId     string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionRequest) Reset() {
+	*x = GetSessionRequest{}
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionRequest) ProtoMessage() {}
+
+func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionRequest) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_runner_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// DeleteSessionRequest names a conversation to forget.
+type DeleteSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session to delete.
+	SessionId     string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSessionRequest) Reset() {
+	*x = DeleteSessionRequest{}
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSessionRequest) ProtoMessage() {}
+
+func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_runner_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeleteSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// DeleteSessionResponse confirms a deletion.
+type DeleteSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many turns were forgotten.
+	DeletedTurns  uint32 `protobuf:"varint,1,opt,name=deleted_turns,json=deletedTurns,proto3" json:"deleted_turns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSessionResponse) Reset() {
+	*x = DeleteSessionResponse{}
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSessionResponse) ProtoMessage() {}
+
+func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_runner_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeleteSessionResponse) GetDeletedTurns() uint32 {
+	if x != nil {
+		return x.DeletedTurns
+	}
+	return 0
+}
+
+// SessionTurn is one entry of a conversation's history, as the model sees it.
+type SessionTurn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user", "assistant" or "tool".
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// The text: the user's input, the assistant's answer, or a tool's result.
+	Content string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// assistant turns: the tool calls the model asked for.
+	ToolCalls []*ActionModel `protobuf:"bytes,3,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// tool turns: the call this result answers.
+	ToolCallId string `protobuf:"bytes,4,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
+	// assistant turns: the model's reasoning, kept for models that need it back.
+	ReasoningContent string `protobuf:"bytes,5,opt,name=reasoning_content,json=reasoningContent,proto3" json:"reasoning_content,omitempty"`
+	// The run that added the turn.
+	RunId string `protobuf:"bytes,6,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The agent that produced the turn (assistant and tool turns).
+	AgentName     string `protobuf:"bytes,7,opt,name=agent_name,json=agentName,proto3" json:"agent_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionTurn) Reset() {
+	*x = SessionTurn{}
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionTurn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionTurn) ProtoMessage() {}
+
+func (x *SessionTurn) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionTurn.ProtoReflect.Descriptor instead.
+func (*SessionTurn) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_runner_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SessionTurn) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SessionTurn) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+func (x *SessionTurn) GetToolCalls() []*ActionModel {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+func (x *SessionTurn) GetToolCallId() string {
+	if x != nil {
+		return x.ToolCallId
+	}
+	return ""
+}
+
+func (x *SessionTurn) GetReasoningContent() string {
+	if x != nil {
+		return x.ReasoningContent
+	}
+	return ""
+}
+
+func (x *SessionTurn) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SessionTurn) GetAgentName() string {
+	if x != nil {
+		return x.AgentName
+	}
+	return ""
+}
+
+// Session is a conversation: the runs that share a session_id and the history they built.
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Its history, oldest first (older turns dropped past the server's bounds).
+	Turns []*SessionTurn `protobuf:"bytes,2,rep,name=turns,proto3" json:"turns,omitempty"`
+	// The runs of the session, oldest first.
+	RunIds []string `protobuf:"bytes,3,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	// When its first run started.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When its history last changed.
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The run in progress on the session, if any.
+	LiveRunId     string `protobuf:"bytes,6,opt,name=live_run_id,json=liveRunId,proto3" json:"live_run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_runner_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Session) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *Session) GetTurns() []*SessionTurn {
+	if x != nil {
+		return x.Turns
+	}
+	return nil
+}
+
+func (x *Session) GetRunIds() []string {
+	if x != nil {
+		return x.RunIds
+	}
+	return nil
+}
+
+func (x *Session) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Session) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Session) GetLiveRunId() string {
+	if x != nil {
+		return x.LiveRunId
+	}
+	return ""
+}
+
+// ResolveInterruptRequest answers a run's interrupt.
+type ResolveInterruptRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run waiting.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The interrupt being answered (InterruptPayload.interrupt_id).
+	InterruptId string `protobuf:"bytes,2,opt,name=interrupt_id,json=interruptId,proto3" json:"interrupt_id,omitempty"`
+	// TOOL_APPROVAL: true runs the calls, false rejects them. INPUT: true answers with message.
+	Approve bool `protobuf:"varint,3,opt,name=approve,proto3" json:"approve,omitempty"`
+	// The answer to an INPUT question, or why the calls were rejected (sent to the model).
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveInterruptRequest) Reset() {
+	*x = ResolveInterruptRequest{}
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveInterruptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveInterruptRequest) ProtoMessage() {}
+
+func (x *ResolveInterruptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveInterruptRequest.ProtoReflect.Descriptor instead.
+func (*ResolveInterruptRequest) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_runner_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResolveInterruptRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ResolveInterruptRequest) GetInterruptId() string {
+	if x != nil {
+		return x.InterruptId
+	}
+	return ""
+}
+
+func (x *ResolveInterruptRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *ResolveInterruptRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ResolveInterruptResponse confirms a decision.
+type ResolveInterruptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run's status after the decision (RUNNING, or INPUT_REQUIRED while other interrupts wait).
+	Status        TaskStatus `protobuf:"varint,1,opt,name=status,proto3,enum=agentstream.v1.TaskStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveInterruptResponse) Reset() {
+	*x = ResolveInterruptResponse{}
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveInterruptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveInterruptResponse) ProtoMessage() {}
+
+func (x *ResolveInterruptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstream_v1_runner_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveInterruptResponse.ProtoReflect.Descriptor instead.
+func (*ResolveInterruptResponse) Descriptor() ([]byte, []int) {
+	return file_agentstream_v1_runner_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ResolveInterruptResponse) GetStatus() TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TaskStatus_TASK_STATUS_UNSPECIFIED
+}
+
 var File_agentstream_v1_runner_service_proto protoreflect.FileDescriptor
 
 const file_agentstream_v1_runner_service_proto_rawDesc = "" +
 	"\n" +
-	"#agentstream/v1/runner_service.proto\x12\x0eagentstream.v1\x1a\x1cagentstream/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x04\n" +
+	"#agentstream/v1/runner_service.proto\x12\x0eagentstream.v1\x1a\x1cagentstream/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x04\n" +
 	"\x13StreamingRunRequest\x12\x14\n" +
 	"\x05input\x18\x01 \x01(\tR\x05input\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12D\n" +
@@ -754,7 +1230,9 @@ const file_agentstream_v1_runner_service_proto_rawDesc = "" +
 	"\bmetadata\x18\x06 \x03(\v21.agentstream.v1.StreamingRunRequest.MetadataEntryR\bmetadata\x123\n" +
 	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12+\n" +
 	"\x0fchunk_window_ms\x18\b \x01(\rH\x00R\rchunkWindowMs\x88\x01\x01\x12A\n" +
-	"\ron_disconnect\x18\t \x01(\x0e2\x1c.agentstream.v1.OnDisconnectR\fonDisconnect\x1a;\n" +
+	"\ron_disconnect\x18\t \x01(\x0e2\x1c.agentstream.v1.OnDisconnectR\fonDisconnect\x12+\n" +
+	"\x11exclude_reasoning\x18\n" +
+	" \x01(\bR\x10excludeReasoning\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n" +
@@ -773,11 +1251,12 @@ const file_agentstream_v1_runner_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n" +
 	"\x10_chunk_window_ms\")\n" +
 	"\x10StartRunResponse\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\x8f\x01\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xbc\x01\n" +
 	"\x13SubscribeRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12D\n" +
-	"\x0estreaming_mode\x18\x03 \x01(\x0e2\x1d.agentstream.v1.StreamingModeR\rstreamingMode\"A\n" +
+	"\x0estreaming_mode\x18\x03 \x01(\x0e2\x1d.agentstream.v1.StreamingModeR\rstreamingMode\x12+\n" +
+	"\x11exclude_reasoning\x18\x04 \x01(\bR\x10excludeReasoning\"A\n" +
 	"\x10CancelRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"r\n" +
@@ -785,7 +1264,7 @@ const file_agentstream_v1_runner_service_proto_rawDesc = "" +
 	"\x10already_finished\x18\x01 \x01(\bR\x0falreadyFinished\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.agentstream.v1.TaskStatusR\x06status\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xd1\x02\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xa2\x03\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x122\n" +
@@ -797,7 +1276,44 @@ const file_agentstream_v1_runner_service_proto_rawDesc = "" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x127\n" +
 	"\bresponse\x18\a \x01(\v2\x1b.agentstream.v1.TaskPayloadR\bresponse\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\b \x01(\tR\tsessionId*c\n" +
+	"session_id\x18\b \x01(\tR\tsessionId\x12O\n" +
+	"\x12pending_interrupts\x18\t \x03(\v2 .agentstream.v1.InterruptPayloadR\x11pendingInterrupts\"2\n" +
+	"\x11GetSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"5\n" +
+	"\x14DeleteSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"<\n" +
+	"\x15DeleteSessionResponse\x12#\n" +
+	"\rdeleted_turns\x18\x01 \x01(\rR\fdeletedTurns\"\xfc\x01\n" +
+	"\vSessionTurn\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\x12:\n" +
+	"\n" +
+	"tool_calls\x18\x03 \x03(\v2\x1b.agentstream.v1.ActionModelR\ttoolCalls\x12 \n" +
+	"\ftool_call_id\x18\x04 \x01(\tR\n" +
+	"toolCallId\x12+\n" +
+	"\x11reasoning_content\x18\x05 \x01(\tR\x10reasoningContent\x12\x15\n" +
+	"\x06run_id\x18\x06 \x01(\tR\x05runId\x12\x1d\n" +
+	"\n" +
+	"agent_name\x18\a \x01(\tR\tagentName\"\x8a\x02\n" +
+	"\aSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
+	"\x05turns\x18\x02 \x03(\v2\x1b.agentstream.v1.SessionTurnR\x05turns\x12\x17\n" +
+	"\arun_ids\x18\x03 \x03(\tR\x06runIds\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1e\n" +
+	"\vlive_run_id\x18\x06 \x01(\tR\tliveRunId\"\x87\x01\n" +
+	"\x17ResolveInterruptRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12!\n" +
+	"\finterrupt_id\x18\x02 \x01(\tR\vinterruptId\x12\x18\n" +
+	"\aapprove\x18\x03 \x01(\bR\aapprove\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"N\n" +
+	"\x18ResolveInterruptResponse\x122\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1a.agentstream.v1.TaskStatusR\x06status*c\n" +
 	"\fOnDisconnect\x12\x1d\n" +
 	"\x19ON_DISCONNECT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ON_DISCONNECT_CANCEL\x10\x01\x12\x1a\n" +
@@ -808,13 +1324,17 @@ const file_agentstream_v1_runner_service_proto_rawDesc = "" +
 	"\x14STREAMING_MODE_CHUNK\x10\x02\x12\x19\n" +
 	"\x15STREAMING_MODE_OUTPUT\x10\x03\x12\x1f\n" +
 	"\x1bSTREAMING_MODE_CHUNK_OUTPUT\x10\x04\x12\x16\n" +
-	"\x12STREAMING_MODE_ALL\x10\x052\x8e\x03\n" +
+	"\x12STREAMING_MODE_ALL\x10\x052\x9d\x05\n" +
 	"\rRunnerService\x12N\n" +
 	"\fStreamingRun\x12#.agentstream.v1.StreamingRunRequest\x1a\x17.agentstream.v1.Message0\x01\x12M\n" +
 	"\bStartRun\x12\x1f.agentstream.v1.StartRunRequest\x1a .agentstream.v1.StartRunResponse\x12N\n" +
 	"\fSubscribeRun\x12#.agentstream.v1.SubscribeRunRequest\x1a\x17.agentstream.v1.Message0\x01\x12P\n" +
 	"\tCancelRun\x12 .agentstream.v1.CancelRunRequest\x1a!.agentstream.v1.CancelRunResponse\x12<\n" +
-	"\x06GetRun\x12\x1d.agentstream.v1.GetRunRequest\x1a\x13.agentstream.v1.RunBKZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3"
+	"\x06GetRun\x12\x1d.agentstream.v1.GetRunRequest\x1a\x13.agentstream.v1.Run\x12H\n" +
+	"\n" +
+	"GetSession\x12!.agentstream.v1.GetSessionRequest\x1a\x17.agentstream.v1.Session\x12\\\n" +
+	"\rDeleteSession\x12$.agentstream.v1.DeleteSessionRequest\x1a%.agentstream.v1.DeleteSessionResponse\x12e\n" +
+	"\x10ResolveInterrupt\x12'.agentstream.v1.ResolveInterruptRequest\x1a(.agentstream.v1.ResolveInterruptResponseBKZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3"
 
 var (
 	file_agentstream_v1_runner_service_proto_rawDescOnce sync.Once
@@ -829,54 +1349,75 @@ func file_agentstream_v1_runner_service_proto_rawDescGZIP() []byte {
 }
 
 var file_agentstream_v1_runner_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agentstream_v1_runner_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_agentstream_v1_runner_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_agentstream_v1_runner_service_proto_goTypes = []any{
-	(OnDisconnect)(0),             // 0: agentstream.v1.OnDisconnect
-	(StreamingMode)(0),            // 1: agentstream.v1.StreamingMode
-	(*StreamingRunRequest)(nil),   // 2: agentstream.v1.StreamingRunRequest
-	(*StartRunRequest)(nil),       // 3: agentstream.v1.StartRunRequest
-	(*StartRunResponse)(nil),      // 4: agentstream.v1.StartRunResponse
-	(*SubscribeRunRequest)(nil),   // 5: agentstream.v1.SubscribeRunRequest
-	(*CancelRunRequest)(nil),      // 6: agentstream.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 7: agentstream.v1.CancelRunResponse
-	(*GetRunRequest)(nil),         // 8: agentstream.v1.GetRunRequest
-	(*Run)(nil),                   // 9: agentstream.v1.Run
-	nil,                           // 10: agentstream.v1.StreamingRunRequest.MetadataEntry
-	nil,                           // 11: agentstream.v1.StartRunRequest.MetadataEntry
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(TaskStatus)(0),               // 13: agentstream.v1.TaskStatus
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*TaskPayload)(nil),           // 15: agentstream.v1.TaskPayload
-	(*Message)(nil),               // 16: agentstream.v1.Message
+	(OnDisconnect)(0),                // 0: agentstream.v1.OnDisconnect
+	(StreamingMode)(0),               // 1: agentstream.v1.StreamingMode
+	(*StreamingRunRequest)(nil),      // 2: agentstream.v1.StreamingRunRequest
+	(*StartRunRequest)(nil),          // 3: agentstream.v1.StartRunRequest
+	(*StartRunResponse)(nil),         // 4: agentstream.v1.StartRunResponse
+	(*SubscribeRunRequest)(nil),      // 5: agentstream.v1.SubscribeRunRequest
+	(*CancelRunRequest)(nil),         // 6: agentstream.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 7: agentstream.v1.CancelRunResponse
+	(*GetRunRequest)(nil),            // 8: agentstream.v1.GetRunRequest
+	(*Run)(nil),                      // 9: agentstream.v1.Run
+	(*GetSessionRequest)(nil),        // 10: agentstream.v1.GetSessionRequest
+	(*DeleteSessionRequest)(nil),     // 11: agentstream.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),    // 12: agentstream.v1.DeleteSessionResponse
+	(*SessionTurn)(nil),              // 13: agentstream.v1.SessionTurn
+	(*Session)(nil),                  // 14: agentstream.v1.Session
+	(*ResolveInterruptRequest)(nil),  // 15: agentstream.v1.ResolveInterruptRequest
+	(*ResolveInterruptResponse)(nil), // 16: agentstream.v1.ResolveInterruptResponse
+	nil,                              // 17: agentstream.v1.StreamingRunRequest.MetadataEntry
+	nil,                              // 18: agentstream.v1.StartRunRequest.MetadataEntry
+	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
+	(TaskStatus)(0),                  // 20: agentstream.v1.TaskStatus
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*TaskPayload)(nil),              // 22: agentstream.v1.TaskPayload
+	(*InterruptPayload)(nil),         // 23: agentstream.v1.InterruptPayload
+	(*ActionModel)(nil),              // 24: agentstream.v1.ActionModel
+	(*Message)(nil),                  // 25: agentstream.v1.Message
 }
 var file_agentstream_v1_runner_service_proto_depIdxs = []int32{
 	1,  // 0: agentstream.v1.StreamingRunRequest.streaming_mode:type_name -> agentstream.v1.StreamingMode
-	10, // 1: agentstream.v1.StreamingRunRequest.metadata:type_name -> agentstream.v1.StreamingRunRequest.MetadataEntry
-	12, // 2: agentstream.v1.StreamingRunRequest.timeout:type_name -> google.protobuf.Duration
+	17, // 1: agentstream.v1.StreamingRunRequest.metadata:type_name -> agentstream.v1.StreamingRunRequest.MetadataEntry
+	19, // 2: agentstream.v1.StreamingRunRequest.timeout:type_name -> google.protobuf.Duration
 	0,  // 3: agentstream.v1.StreamingRunRequest.on_disconnect:type_name -> agentstream.v1.OnDisconnect
-	11, // 4: agentstream.v1.StartRunRequest.metadata:type_name -> agentstream.v1.StartRunRequest.MetadataEntry
-	12, // 5: agentstream.v1.StartRunRequest.timeout:type_name -> google.protobuf.Duration
+	18, // 4: agentstream.v1.StartRunRequest.metadata:type_name -> agentstream.v1.StartRunRequest.MetadataEntry
+	19, // 5: agentstream.v1.StartRunRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 6: agentstream.v1.SubscribeRunRequest.streaming_mode:type_name -> agentstream.v1.StreamingMode
-	13, // 7: agentstream.v1.CancelRunResponse.status:type_name -> agentstream.v1.TaskStatus
-	13, // 8: agentstream.v1.Run.status:type_name -> agentstream.v1.TaskStatus
-	14, // 9: agentstream.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	14, // 10: agentstream.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 11: agentstream.v1.Run.response:type_name -> agentstream.v1.TaskPayload
-	2,  // 12: agentstream.v1.RunnerService.StreamingRun:input_type -> agentstream.v1.StreamingRunRequest
-	3,  // 13: agentstream.v1.RunnerService.StartRun:input_type -> agentstream.v1.StartRunRequest
-	5,  // 14: agentstream.v1.RunnerService.SubscribeRun:input_type -> agentstream.v1.SubscribeRunRequest
-	6,  // 15: agentstream.v1.RunnerService.CancelRun:input_type -> agentstream.v1.CancelRunRequest
-	8,  // 16: agentstream.v1.RunnerService.GetRun:input_type -> agentstream.v1.GetRunRequest
-	16, // 17: agentstream.v1.RunnerService.StreamingRun:output_type -> agentstream.v1.Message
-	4,  // 18: agentstream.v1.RunnerService.StartRun:output_type -> agentstream.v1.StartRunResponse
-	16, // 19: agentstream.v1.RunnerService.SubscribeRun:output_type -> agentstream.v1.Message
-	7,  // 20: agentstream.v1.RunnerService.CancelRun:output_type -> agentstream.v1.CancelRunResponse
-	9,  // 21: agentstream.v1.RunnerService.GetRun:output_type -> agentstream.v1.Run
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 7: agentstream.v1.CancelRunResponse.status:type_name -> agentstream.v1.TaskStatus
+	20, // 8: agentstream.v1.Run.status:type_name -> agentstream.v1.TaskStatus
+	21, // 9: agentstream.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	21, // 10: agentstream.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	22, // 11: agentstream.v1.Run.response:type_name -> agentstream.v1.TaskPayload
+	23, // 12: agentstream.v1.Run.pending_interrupts:type_name -> agentstream.v1.InterruptPayload
+	24, // 13: agentstream.v1.SessionTurn.tool_calls:type_name -> agentstream.v1.ActionModel
+	13, // 14: agentstream.v1.Session.turns:type_name -> agentstream.v1.SessionTurn
+	21, // 15: agentstream.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	21, // 16: agentstream.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 17: agentstream.v1.ResolveInterruptResponse.status:type_name -> agentstream.v1.TaskStatus
+	2,  // 18: agentstream.v1.RunnerService.StreamingRun:input_type -> agentstream.v1.StreamingRunRequest
+	3,  // 19: agentstream.v1.RunnerService.StartRun:input_type -> agentstream.v1.StartRunRequest
+	5,  // 20: agentstream.v1.RunnerService.SubscribeRun:input_type -> agentstream.v1.SubscribeRunRequest
+	6,  // 21: agentstream.v1.RunnerService.CancelRun:input_type -> agentstream.v1.CancelRunRequest
+	8,  // 22: agentstream.v1.RunnerService.GetRun:input_type -> agentstream.v1.GetRunRequest
+	10, // 23: agentstream.v1.RunnerService.GetSession:input_type -> agentstream.v1.GetSessionRequest
+	11, // 24: agentstream.v1.RunnerService.DeleteSession:input_type -> agentstream.v1.DeleteSessionRequest
+	15, // 25: agentstream.v1.RunnerService.ResolveInterrupt:input_type -> agentstream.v1.ResolveInterruptRequest
+	25, // 26: agentstream.v1.RunnerService.StreamingRun:output_type -> agentstream.v1.Message
+	4,  // 27: agentstream.v1.RunnerService.StartRun:output_type -> agentstream.v1.StartRunResponse
+	25, // 28: agentstream.v1.RunnerService.SubscribeRun:output_type -> agentstream.v1.Message
+	7,  // 29: agentstream.v1.RunnerService.CancelRun:output_type -> agentstream.v1.CancelRunResponse
+	9,  // 30: agentstream.v1.RunnerService.GetRun:output_type -> agentstream.v1.Run
+	14, // 31: agentstream.v1.RunnerService.GetSession:output_type -> agentstream.v1.Session
+	12, // 32: agentstream.v1.RunnerService.DeleteSession:output_type -> agentstream.v1.DeleteSessionResponse
+	16, // 33: agentstream.v1.RunnerService.ResolveInterrupt:output_type -> agentstream.v1.ResolveInterruptResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_agentstream_v1_runner_service_proto_init() }
@@ -893,7 +1434,7 @@ func file_agentstream_v1_runner_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentstream_v1_runner_service_proto_rawDesc), len(file_agentstream_v1_runner_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RunnerService_StreamingRun_FullMethodName = "/agentstream.v1.RunnerService/StreamingRun"
-	RunnerService_StartRun_FullMethodName     = "/agentstream.v1.RunnerService/StartRun"
-	RunnerService_SubscribeRun_FullMethodName = "/agentstream.v1.RunnerService/SubscribeRun"
-	RunnerService_CancelRun_FullMethodName    = "/agentstream.v1.RunnerService/CancelRun"
-	RunnerService_GetRun_FullMethodName       = "/agentstream.v1.RunnerService/GetRun"
+	RunnerService_StreamingRun_FullMethodName     = "/agentstream.v1.RunnerService/StreamingRun"
+	RunnerService_StartRun_FullMethodName         = "/agentstream.v1.RunnerService/StartRun"
+	RunnerService_SubscribeRun_FullMethodName     = "/agentstream.v1.RunnerService/SubscribeRun"
+	RunnerService_CancelRun_FullMethodName        = "/agentstream.v1.RunnerService/CancelRun"
+	RunnerService_GetRun_FullMethodName           = "/agentstream.v1.RunnerService/GetRun"
+	RunnerService_GetSession_FullMethodName       = "/agentstream.v1.RunnerService/GetSession"
+	RunnerService_DeleteSession_FullMethodName    = "/agentstream.v1.RunnerService/DeleteSession"
+	RunnerService_ResolveInterrupt_FullMethodName = "/agentstream.v1.RunnerService/ResolveInterrupt"
 )
 
 // RunnerServiceClient is the client API for RunnerService service.
@@ -52,6 +55,18 @@ type RunnerServiceClient interface {
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
 	// GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*Run, error)
+	// GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs
+	// that made them, and its times. Unknown session: NOT_FOUND with reason SESSION_NOT_FOUND.
+	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error)
+	// DeleteSession forgets a conversation's history. Unknown session: NOT_FOUND (SESSION_NOT_FOUND);
+	// a session with a live run: FAILED_PRECONDITION (SESSION_BUSY).
+	DeleteSession(ctx context.Context, in *DeleteSessionRequest, opts ...grpc.CallOption) (*DeleteSessionResponse, error)
+	// ResolveInterrupt answers a run waiting for a person (status INPUT_REQUIRED): approve or reject the
+	// tool calls of a TOOL_APPROVAL interrupt, or answer an INPUT question with message. Rejected calls
+	// become tool results with is_error and the message, and the model goes on. Works from any replica and
+	// any caller of the run's tenant. Unknown run or interrupt: NOT_FOUND (INTERRUPT_NOT_FOUND); already
+	// resolved: FAILED_PRECONDITION (INTERRUPT_ALREADY_RESOLVED).
+	ResolveInterrupt(ctx context.Context, in *ResolveInterruptRequest, opts ...grpc.CallOption) (*ResolveInterruptResponse, error)
 }
 
 type runnerServiceClient struct {
@@ -130,6 +145,36 @@ func (c *runnerServiceClient) GetRun(ctx context.Context, in *GetRunRequest, opt
 	return out, nil
 }
 
+func (c *runnerServiceClient) GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Session)
+	err := c.cc.Invoke(ctx, RunnerService_GetSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runnerServiceClient) DeleteSession(ctx context.Context, in *DeleteSessionRequest, opts ...grpc.CallOption) (*DeleteSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSessionResponse)
+	err := c.cc.Invoke(ctx, RunnerService_DeleteSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runnerServiceClient) ResolveInterrupt(ctx context.Context, in *ResolveInterruptRequest, opts ...grpc.CallOption) (*ResolveInterruptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveInterruptResponse)
+	err := c.cc.Invoke(ctx, RunnerService_ResolveInterrupt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunnerServiceServer is the server API for RunnerService service.
 // All implementations must embed UnimplementedRunnerServiceServer
 // for forward compatibility.
@@ -156,6 +201,18 @@ type RunnerServiceServer interface {
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
 	// GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response.
 	GetRun(context.Context, *GetRunRequest) (*Run, error)
+	// GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs
+	// that made them, and its times. Unknown session: NOT_FOUND with reason SESSION_NOT_FOUND.
+	GetSession(context.Context, *GetSessionRequest) (*Session, error)
+	// DeleteSession forgets a conversation's history. Unknown session: NOT_FOUND (SESSION_NOT_FOUND);
+	// a session with a live run: FAILED_PRECONDITION (SESSION_BUSY).
+	DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error)
+	// ResolveInterrupt answers a run waiting for a person (status INPUT_REQUIRED): approve or reject the
+	// tool calls of a TOOL_APPROVAL interrupt, or answer an INPUT question with message. Rejected calls
+	// become tool results with is_error and the message, and the model goes on. Works from any replica and
+	// any caller of the run's tenant. Unknown run or interrupt: NOT_FOUND (INTERRUPT_NOT_FOUND); already
+	// resolved: FAILED_PRECONDITION (INTERRUPT_ALREADY_RESOLVED).
+	ResolveInterrupt(context.Context, *ResolveInterruptRequest) (*ResolveInterruptResponse, error)
 	mustEmbedUnimplementedRunnerServiceServer()
 }
 
@@ -180,6 +237,15 @@ func (UnimplementedRunnerServiceServer) CancelRun(context.Context, *CancelRunReq
 }
 func (UnimplementedRunnerServiceServer) GetRun(context.Context, *GetRunRequest) (*Run, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetRun not implemented")
+}
+func (UnimplementedRunnerServiceServer) GetSession(context.Context, *GetSessionRequest) (*Session, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetSession not implemented")
+}
+func (UnimplementedRunnerServiceServer) DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteSession not implemented")
+}
+func (UnimplementedRunnerServiceServer) ResolveInterrupt(context.Context, *ResolveInterruptRequest) (*ResolveInterruptResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResolveInterrupt not implemented")
 }
 func (UnimplementedRunnerServiceServer) mustEmbedUnimplementedRunnerServiceServer() {}
 func (UnimplementedRunnerServiceServer) testEmbeddedByValue()                       {}
@@ -278,6 +344,60 @@ func _RunnerService_GetRun_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunnerService_GetSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerServiceServer).GetSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerService_GetSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerServiceServer).GetSession(ctx, req.(*GetSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunnerService_DeleteSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerServiceServer).DeleteSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerService_DeleteSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerServiceServer).DeleteSession(ctx, req.(*DeleteSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunnerService_ResolveInterrupt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveInterruptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerServiceServer).ResolveInterrupt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerService_ResolveInterrupt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerServiceServer).ResolveInterrupt(ctx, req.(*ResolveInterruptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RunnerService_ServiceDesc is the grpc.ServiceDesc for RunnerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -296,6 +416,18 @@ var RunnerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRun",
 			Handler:    _RunnerService_GetRun_Handler,
+		},
+		{
+			MethodName: "GetSession",
+			Handler:    _RunnerService_GetSession_Handler,
+		},
+		{
+			MethodName: "DeleteSession",
+			Handler:    _RunnerService_DeleteSession_Handler,
+		},
+		{
+			MethodName: "ResolveInterrupt",
+			Handler:    _RunnerService_ResolveInterrupt_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

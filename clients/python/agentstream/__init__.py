@@ -2,9 +2,12 @@
 
 from agentstream.client import Client
 from agentstream.errors import (
+    AgentDepthExceeded,
     AgentNotFound,
     AgentStreamError,
     InternalError,
+    InterruptAlreadyResolved,
+    InterruptNotFound,
     InvalidArgument,
     LLMUpstreamError,
     MaxStepsExceeded,
@@ -17,6 +20,8 @@ from agentstream.errors import (
     RunTimedOut,
     SeqOutOfRange,
     ServerDraining,
+    SessionBusy,
+    SessionNotFound,
     TooManyRuns,
     TooManySubscribers,
     TransportError,
@@ -27,6 +32,7 @@ from agentstream.messages import (
     AgentMessage,
     ChunkMessage,
     GroupMessage,
+    InterruptMessage,
     MemoryMessage,
     Message,
     OutputMessage,
@@ -36,17 +42,23 @@ from agentstream.messages import (
 )
 from agentstream.runners import Runners, Task
 from agentstream.sync_client import SyncClient
-from agentstream.types import StreamingMode, TaskStatus, TopicType
+from agentstream.types import GroupEventKind, InterruptKind, StreamingMode, TaskStatus, TopicType
 
 __all__ = [
     "ActionModel",
+    "AgentDepthExceeded",
     "AgentMessage",
     "AgentNotFound",
     "AgentStreamError",
     "ChunkMessage",
     "Client",
+    "GroupEventKind",
     "GroupMessage",
     "InternalError",
+    "InterruptAlreadyResolved",
+    "InterruptKind",
+    "InterruptMessage",
+    "InterruptNotFound",
     "InvalidArgument",
     "LLMUpstreamError",
     "MaxStepsExceeded",
@@ -63,6 +75,8 @@ __all__ = [
     "Runners",
     "SeqOutOfRange",
     "ServerDraining",
+    "SessionBusy",
+    "SessionNotFound",
     "StreamingMode",
     "SyncClient",
     "Task",

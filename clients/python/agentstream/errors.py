@@ -168,6 +168,36 @@ class RunInterrupted(AgentStreamError):
     reason = "RUN_INTERRUPTED"
 
 
+class SessionBusy(AgentStreamError):
+    """A run is already live on the session; metadata `run_id` names it. Wait for it to end or cancel it."""
+
+    reason = "SESSION_BUSY"
+
+
+class SessionNotFound(AgentStreamError):
+    """No session with the requested id is known (never used, deleted, or idle past its TTL)."""
+
+    reason = "SESSION_NOT_FOUND"
+
+
+class InterruptNotFound(AgentStreamError):
+    """No such run, or the run has no interrupt with that id."""
+
+    reason = "INTERRUPT_NOT_FOUND"
+
+
+class InterruptAlreadyResolved(AgentStreamError):
+    """The interrupt was already resolved (by another caller, or by its approval timeout)."""
+
+    reason = "INTERRUPT_ALREADY_RESOLVED"
+
+
+class AgentDepthExceeded(AgentStreamError):
+    """Agents called as tools nested deeper than the server allows; the run ends FAILED."""
+
+    reason = "AGENT_DEPTH_EXCEEDED"
+
+
 class InternalError(AgentStreamError):
     """An unexpected failure inside the server."""
 
@@ -197,6 +227,11 @@ ERRORS_BY_REASON: dict[str, type[AgentStreamError]] = {
         RunTimedOut,
         RunCancelled,
         RunInterrupted,
+        SessionBusy,
+        SessionNotFound,
+        InterruptNotFound,
+        InterruptAlreadyResolved,
+        AgentDepthExceeded,
         InternalError,
     )
 }

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
-from agentstream.types import TaskStatus, TopicType
+from agentstream.types import GroupEventKind, InterruptKind, TaskStatus, TopicType
 from agentstream.v1 import message_pb2 as pb
 
 
@@ -19,6 +20,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class AgentStep:
     tool_calls: list[ActionModel]
     finish_reason: str
     usage: Usage | None
+    reasoning_content: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +104,33 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """A multi-agent group event."""
+    """A multi-agent event: a handoff, or a nested agent run starting or ending (see ``kind``)."""
 
     group_id: str
     members: list[str]
     content: str
+    kind: GroupEventKind = GroupEventKind.UNSPECIFIED
+    from_agent: str = ""
+    to_agent: str = ""
+    tool_call_id: str = ""
+    depth: int = 0
+    usage: Usage | None = None
+    success: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """A run waiting for a person (``resolved`` False), or the decision that ended the wait (True)."""
+
+    interrupt_id: str
+    kind: InterruptKind
+    tool_calls: list[ActionModel]
+    question: str
+    agent_name: str
+    expires_at: datetime.datetime | None
+    approved: bool = False
+    message: str = ""
+    resolved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +158,10 @@ class Message:
     timestamp: datetime.datetime
     headers: dict[str, str]
     payload: Any
+    parent_tool_call_id: str = ""
+    """For events of a nested agent run: the tool call that started it (empty at top level)."""
+    depth: int = 0
+    """How deeply the producing agent is nested (0 at top level)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +225,23 @@ class MemoryMessage(Message):
     payload: Memory
 
 
+@dataclass(frozen=True, slots=True)
+class InterruptMessage(Message):
+    """The run waits for a person (topic ``interrupt``) or the wait ended (``interrupt_resolved``).
+
+    Answer it with ``Client.resolve_interrupt(run_id, payload.interrupt_id, approve=..., message=...)``.
+    """
+
+    payload: Interrupt
+
+    @property
+    def is_pending(self) -> bool:
+        """True while the interrupt waits for a decision (topic ``interrupt``)."""
+        return not self.payload.resolved
+
+
 def _usage(usage: pb.Usage) -> Usage:
-    return Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+    return Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.reasoning_tokens)
 
 
 def _action(action: pb.ActionModel) -> ActionModel:
@@ -237,6 +281,7 @@ def _datetime(seconds: int, nanos: int) -> datetime.datetime:
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_E = TypeVar("_E", bound=enum.Enum)
 
 
 def from_proto(message: pb.Message) -> Message:
@@ -254,18 +299,19 @@ def from_proto(message: pb.Message) -> Message:
         _datetime(message.timestamp.seconds, message.timestamp.nanos),
         dict(message.headers),
     )
+    nesting = (message.parent_tool_call_id, message.depth)
     kind = message.WhichOneof("payload")
     if kind == "chunk":
         c = message.chunk
-        return ChunkMessage(*envelope, Chunk(c.content, c.model, c.agent_name, c.step, c.reasoning_content))
+        return ChunkMessage(*envelope, Chunk(c.content, c.model, c.agent_name, c.step, c.reasoning_content), *nesting)
     if kind == "tool":
-        return ToolMessage(*envelope, [_action(a) for a in message.tool.actions])
+        return ToolMessage(*envelope, [_action(a) for a in message.tool.actions], *nesting)
     if kind == "tool_result":
         r = message.tool_result
         result = ToolResult(
             r.tool_call_id, r.tool_name, r.content, r.is_error, r.duration.ToNanoseconds() / 1e9, r.agent_name
         )
-        return ToolResultMessage(*envelope, result)
+        return ToolResultMessage(*envelope, result, *nesting)
     if kind == "agent":
         a = message.agent
         step = AgentStep(
@@ -275,16 +321,52 @@ def from_proto(message: pb.Message) -> Message:
             [_action(x) for x in a.tool_calls],
             a.finish_reason,
             _usage(a.usage) if a.HasField("usage") else None,
+            a.reasoning_content,
         )
-        return AgentMessage(*envelope, step)
+        return AgentMessage(*envelope, step, *nesting)
     if kind == "task":
-        return TaskMessage(*envelope, _task(message.task))
+        return TaskMessage(*envelope, _task(message.task), *nesting)
     if kind == "output":
-        return OutputMessage(*envelope, Output(message.output.content, message.output.agent_name))
+        return OutputMessage(*envelope, Output(message.output.content, message.output.agent_name), *nesting)
     if kind == "group":
         g = message.group
-        return GroupMessage(*envelope, Group(g.group_id, list(g.members), g.content))
+        group = Group(
+            g.group_id,
+            list(g.members),
+            g.content,
+            _enum(GroupEventKind, g.kind),
+            g.from_agent,
+            g.to_agent,
+            g.tool_call_id,
+            g.depth,
+            _usage(g.usage) if g.HasField("usage") else None,
+            g.success,
+        )
+        return GroupMessage(*envelope, group, *nesting)
     if kind == "memory":
         m = message.memory
-        return MemoryMessage(*envelope, Memory(m.role, m.content, m.agent_name))
-    return Message(*envelope, None)
+        return MemoryMessage(*envelope, Memory(m.role, m.content, m.agent_name), *nesting)
+    if kind == "interrupt":
+        return InterruptMessage(*envelope, interrupt(message.interrupt), *nesting)
+    return Message(*envelope, None, *nesting)
+
+
+def interrupt(payload: pb.InterruptPayload) -> Interrupt:
+    """The SDK form of a wire InterruptPayload (also listed by GetRun while a run waits)."""
+    expires = payload.expires_at
+    return Interrupt(
+        interrupt_id=payload.interrupt_id,
+        kind=_enum(InterruptKind, payload.kind),
+        tool_calls=[_action(a) for a in payload.tool_calls],
+        question=payload.question,
+        agent_name=payload.agent_name,
+        expires_at=_datetime(expires.seconds, expires.nanos) if payload.HasField("expires_at") else None,
+        approved=payload.approved,
+        message=payload.message,
+        resolved=payload.resolved,
+    )
+
+
+def _enum(kind: type[_E], value: int) -> _E:
+    """The member for a wire enum value; UNSPECIFIED for a value from a newer contract."""
+    return kind(value) if value in kind._value2member_map_ else kind(0)

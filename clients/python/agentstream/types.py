@@ -26,7 +26,12 @@ class TopicType:
     AGENT_STEP = "agent_step"
     OUTPUT = "output"
     GROUP = "group"
+    HANDOFF = "handoff"
+    AGENT_START = "agent_start"
+    AGENT_END = "agent_end"
     MEMORY = "memory_append"
+    INTERRUPT = "interrupt"
+    INTERRUPT_RESOLVED = "interrupt_resolved"
 
 
 class TaskStatus(enum.Enum):
@@ -39,3 +44,21 @@ class TaskStatus(enum.Enum):
     CANCELLED = 4
     TIMED_OUT = 5
     INTERRUPTED = 6
+    INPUT_REQUIRED = 7
+
+
+class GroupEventKind(enum.Enum):
+    """What a multi-agent group event reports, as on the contract's GroupEventKind."""
+
+    UNSPECIFIED = 0
+    HANDOFF = 1
+    AGENT_START = 2
+    AGENT_END = 3
+
+
+class InterruptKind(enum.Enum):
+    """What a person is asked for, as on the contract's InterruptKind."""
+
+    UNSPECIFIED = 0
+    TOOL_APPROVAL = 1
+    INPUT = 2

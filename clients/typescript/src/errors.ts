@@ -60,6 +60,16 @@ export class RunTimedOutError extends AgentStreamError {}
 export class RunCancelledError extends AgentStreamError {}
 /** The replica executing the run died; its terminal status is INTERRUPTED. */
 export class RunInterruptedError extends AgentStreamError {}
+/** A run is already live on the session; metadata run_id names it. Wait for it to end or cancel it. */
+export class SessionBusyError extends AgentStreamError {}
+/** No session with the requested id is known (never used, deleted, or idle past its TTL). */
+export class SessionNotFoundError extends AgentStreamError {}
+/** No such run, or the run has no interrupt with that id. */
+export class InterruptNotFoundError extends AgentStreamError {}
+/** The interrupt was already resolved (by another caller, or by its approval timeout). */
+export class InterruptAlreadyResolvedError extends AgentStreamError {}
+/** Agents called as tools nested deeper than the server allows; the run ends FAILED. */
+export class AgentDepthExceededError extends AgentStreamError {}
 export class InternalError extends AgentStreamError {}
 /** A failure without agentstream details: unreachable server, aborted call, client deadline. */
 export class TransportError extends AgentStreamError {}
@@ -84,6 +94,11 @@ export const ERRORS_BY_REASON: Record<string, ErrorClass> = {
   RUN_TIMED_OUT: RunTimedOutError,
   RUN_CANCELLED: RunCancelledError,
   RUN_INTERRUPTED: RunInterruptedError,
+  SESSION_BUSY: SessionBusyError,
+  SESSION_NOT_FOUND: SessionNotFoundError,
+  INTERRUPT_NOT_FOUND: InterruptNotFoundError,
+  INTERRUPT_ALREADY_RESOLVED: InterruptAlreadyResolvedError,
+  AGENT_DEPTH_EXCEEDED: AgentDepthExceededError,
   INTERNAL: InternalError,
 };
 

@@ -20,6 +20,7 @@ class TaskStatus(enum.Enum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"
+    INPUT_REQUIRED = "input_required"
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.CANCELLED: pb.TASK_STATUS_CANCELLED,
     TaskStatus.TIMED_OUT: pb.TASK_STATUS_TIMED_OUT,
     TaskStatus.INTERRUPTED: pb.TASK_STATUS_INTERRUPTED,
+    TaskStatus.INPUT_REQUIRED: pb.TASK_STATUS_INPUT_REQUIRED,
 }
 
 

@@ -35,8 +35,8 @@ class Caller:
 ANONYMOUS = Caller("")
 """The caller of every call when the server has no authentication configured."""
 
-READER_METHODS = frozenset({"SubscribeRun", "GetRun"})
-RUNNER_METHODS = READER_METHODS | {"StreamingRun", "StartRun", "CancelRun"}
+READER_METHODS = frozenset({"SubscribeRun", "GetRun", "GetSession"})
+RUNNER_METHODS = READER_METHODS | {"StreamingRun", "StartRun", "CancelRun", "DeleteSession", "ResolveInterrupt"}
 ROLE_METHODS: Mapping[str, frozenset[str] | None] = {"reader": READER_METHODS, "runner": RUNNER_METHODS, "admin": None}
 """The RunnerService methods each role may call (None: every method, including ones added later).
 

@@ -6,6 +6,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import grpc
+
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
@@ -83,6 +85,23 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         """Describe a run."""
         run_id = validate_run_id(request.run_id)
         return run_to_proto(await self._runs.describe(run_id, tenant=self._tenant_of(context)))
+
+    async def GetSession(self, request: rpb.GetSessionRequest, context: Context) -> rpb.Session:
+        """Not built yet (issue 13): answers UNIMPLEMENTED."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetSession is not implemented by this server yet")
+        raise AssertionError("abort raises")
+
+    async def DeleteSession(self, request: rpb.DeleteSessionRequest, context: Context) -> rpb.DeleteSessionResponse:
+        """Not built yet (issue 13): answers UNIMPLEMENTED."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteSession is not implemented by this server yet")
+        raise AssertionError("abort raises")
+
+    async def ResolveInterrupt(
+        self, request: rpb.ResolveInterruptRequest, context: Context
+    ) -> rpb.ResolveInterruptResponse:
+        """Not built yet (issue 14): answers UNIMPLEMENTED."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ResolveInterrupt is not implemented by this server yet")
+        raise AssertionError("abort raises")
 
     async def _encoded(
         self, records: AsyncIterator[RunEvent], categories: frozenset[str] | None, tenant: str

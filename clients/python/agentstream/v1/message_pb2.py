@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gentstream/v1/message.proto\x12\x0e\x61gentstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x05\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05topic\x18\x06 \x01(\t\x12\x0e\n\x06sender\x18\x07 \x01(\t\x12\x10\n\x08receiver\x18\x08 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\t \x01(\t\x12-\n\ttimestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07headers\x18\x0b \x03(\x0b\x32$.agentstream.v1.Message.HeadersEntry\x12-\n\x05\x63hunk\x18\x14 \x01(\x0b\x32\x1c.agentstream.v1.ChunkPayloadH\x00\x12/\n\x04tool\x18\x15 \x01(\x0b\x32\x1f.agentstream.v1.ToolCallPayloadH\x00\x12\x38\n\x0btool_result\x18\x16 \x01(\x0b\x32!.agentstream.v1.ToolResultPayloadH\x00\x12\x31\n\x05\x61gent\x18\x17 \x01(\x0b\x32 .agentstream.v1.AgentStepPayloadH\x00\x12+\n\x04task\x18\x18 \x01(\x0b\x32\x1b.agentstream.v1.TaskPayloadH\x00\x12/\n\x06output\x18\x19 \x01(\x0b\x32\x1d.agentstream.v1.OutputPayloadH\x00\x12-\n\x05group\x18\x1a \x01(\x0b\x32\x1c.agentstream.v1.GroupPayloadH\x00\x12/\n\x06memory\x18\x1b \x01(\x0b\x32\x1d.agentstream.v1.MemoryPayloadH\x00\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07payload\"k\n\x0c\x43hunkPayload\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nagent_name\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\r\x12\x19\n\x11reasoning_content\x18\x05 \x01(\t\"\x88\x01\n\x0b\x41\x63tionModel\x12\x11\n\ttool_name\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tion_name\x18\x02 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x03 \x01(\t\x12\x12\n\nagent_name\x18\x04 \x01(\t\x12\'\n\x06params\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"?\n\x0fToolCallPayload\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x1b.agentstream.v1.ActionModel\"\xa0\x01\n\x11ToolResultPayload\x12\x14\n\x0ctool_call_id\x18\x01 \x01(\t\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x10\n\x08is_error\x18\x04 \x01(\x08\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nagent_name\x18\x06 \x01(\t\"\xb3\x01\n\x10\x41gentStepPayload\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12/\n\ntool_calls\x18\x04 \x03(\x0b\x32\x1b.agentstream.v1.ActionModel\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12$\n\x05usage\x18\x06 \x01(\x0b\x32\x15.agentstream.v1.Usage\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\"\x95\x01\n\tTaskError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x39\n\x08metadata\x18\x03 \x03(\x0b\x32\'.agentstream.v1.TaskError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x88\x02\n\x0bTaskPayload\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.agentstream.v1.TaskStatus\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x0b\n\x03msg\x18\x04 \x01(\t\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.agentstream.v1.Usage\x12,\n\ttime_cost\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x19.agentstream.v1.TaskError\x12\x12\n\nagent_name\x18\x08 \x01(\t\x12\r\n\x05input\x18\t \x01(\t\"4\n\rOutputPayload\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\"B\n\x0cGroupPayload\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"B\n\rMemoryPayload\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x12\n\nagent_name\x18\x03 \x01(\t*\xc8\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x01\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x02\x12\x16\n\x12TASK_STATUS_FAILED\x10\x03\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x04\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x05\x12\x1b\n\x17TASK_STATUS_INTERRUPTED\x10\x06\x42KZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gentstream/v1/message.proto\x12\x0e\x61gentstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x06\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05topic\x18\x06 \x01(\t\x12\x0e\n\x06sender\x18\x07 \x01(\t\x12\x10\n\x08receiver\x18\x08 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\t \x01(\t\x12-\n\ttimestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07headers\x18\x0b \x03(\x0b\x32$.agentstream.v1.Message.HeadersEntry\x12\x1b\n\x13parent_tool_call_id\x18\x0c \x01(\t\x12\r\n\x05\x64\x65pth\x18\r \x01(\r\x12-\n\x05\x63hunk\x18\x14 \x01(\x0b\x32\x1c.agentstream.v1.ChunkPayloadH\x00\x12/\n\x04tool\x18\x15 \x01(\x0b\x32\x1f.agentstream.v1.ToolCallPayloadH\x00\x12\x38\n\x0btool_result\x18\x16 \x01(\x0b\x32!.agentstream.v1.ToolResultPayloadH\x00\x12\x31\n\x05\x61gent\x18\x17 \x01(\x0b\x32 .agentstream.v1.AgentStepPayloadH\x00\x12+\n\x04task\x18\x18 \x01(\x0b\x32\x1b.agentstream.v1.TaskPayloadH\x00\x12/\n\x06output\x18\x19 \x01(\x0b\x32\x1d.agentstream.v1.OutputPayloadH\x00\x12-\n\x05group\x18\x1a \x01(\x0b\x32\x1c.agentstream.v1.GroupPayloadH\x00\x12/\n\x06memory\x18\x1b \x01(\x0b\x32\x1d.agentstream.v1.MemoryPayloadH\x00\x12\x35\n\tinterrupt\x18\x1c \x01(\x0b\x32 .agentstream.v1.InterruptPayloadH\x00\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07payload\"k\n\x0c\x43hunkPayload\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nagent_name\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\r\x12\x19\n\x11reasoning_content\x18\x05 \x01(\t\"\x88\x01\n\x0b\x41\x63tionModel\x12\x11\n\ttool_name\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tion_name\x18\x02 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x03 \x01(\t\x12\x12\n\nagent_name\x18\x04 \x01(\t\x12\'\n\x06params\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"?\n\x0fToolCallPayload\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x1b.agentstream.v1.ActionModel\"\xa0\x01\n\x11ToolResultPayload\x12\x14\n\x0ctool_call_id\x18\x01 \x01(\t\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x10\n\x08is_error\x18\x04 \x01(\x08\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nagent_name\x18\x06 \x01(\t\"\xce\x01\n\x10\x41gentStepPayload\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12/\n\ntool_calls\x18\x04 \x03(\x0b\x32\x1b.agentstream.v1.ActionModel\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12$\n\x05usage\x18\x06 \x01(\x0b\x32\x15.agentstream.v1.Usage\x12\x19\n\x11reasoning_content\x18\x07 \x01(\t\"i\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x04\"\x95\x01\n\tTaskError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x39\n\x08metadata\x18\x03 \x03(\x0b\x32\'.agentstream.v1.TaskError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x88\x02\n\x0bTaskPayload\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.agentstream.v1.TaskStatus\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x0b\n\x03msg\x18\x04 \x01(\t\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.agentstream.v1.Usage\x12,\n\ttime_cost\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x19.agentstream.v1.TaskError\x12\x12\n\nagent_name\x18\x08 \x01(\t\x12\r\n\x05input\x18\t \x01(\t\"4\n\rOutputPayload\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\"\xf2\x01\n\x0cGroupPayload\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.agentstream.v1.GroupEventKind\x12\x12\n\nfrom_agent\x18\x05 \x01(\t\x12\x10\n\x08to_agent\x18\x06 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x07 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x08 \x01(\r\x12$\n\x05usage\x18\t \x01(\x0b\x32\x15.agentstream.v1.Usage\x12\x0f\n\x07success\x18\n \x01(\x08\"B\n\rMemoryPayload\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x12\n\nagent_name\x18\x03 \x01(\t\"\x91\x02\n\x10InterruptPayload\x12\x14\n\x0cinterrupt_id\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.agentstream.v1.InterruptKind\x12/\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1b.agentstream.v1.ActionModel\x12\x10\n\x08question\x18\x04 \x01(\t\x12\x12\n\nagent_name\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61pproved\x18\x07 \x01(\x08\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x10\n\x08resolved\x18\t \x01(\x08*\xe8\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x01\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x02\x12\x16\n\x12TASK_STATUS_FAILED\x10\x03\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x04\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x05\x12\x1b\n\x17TASK_STATUS_INTERRUPTED\x10\x06\x12\x1e\n\x1aTASK_STATUS_INPUT_REQUIRED\x10\x07*\x92\x01\n\x0eGroupEventKind\x12 \n\x1cGROUP_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18GROUP_EVENT_KIND_HANDOFF\x10\x01\x12 \n\x1cGROUP_EVENT_KIND_AGENT_START\x10\x02\x12\x1e\n\x1aGROUP_EVENT_KIND_AGENT_END\x10\x03*k\n\rInterruptKind\x12\x1e\n\x1aINTERRUPT_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cINTERRUPT_KIND_TOOL_APPROVAL\x10\x01\x12\x18\n\x14INTERRUPT_KIND_INPUT\x10\x02\x42KZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,34 +39,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_TASKERROR_METADATAENTRY']._loaded_options = None
   _globals['_TASKERROR_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_TASKSTATUS']._serialized_start=2204
-  _globals['_TASKSTATUS']._serialized_end=2404
+  _globals['_TASKSTATUS']._serialized_start=2809
+  _globals['_TASKSTATUS']._serialized_end=3041
+  _globals['_GROUPEVENTKIND']._serialized_start=3044
+  _globals['_GROUPEVENTKIND']._serialized_end=3190
+  _globals['_INTERRUPTKIND']._serialized_start=3192
+  _globals['_INTERRUPTKIND']._serialized_end=3299
   _globals['_MESSAGE']._serialized_start=144
-  _globals['_MESSAGE']._serialized_end=853
-  _globals['_MESSAGE_HEADERSENTRY']._serialized_start=796
-  _globals['_MESSAGE_HEADERSENTRY']._serialized_end=842
-  _globals['_CHUNKPAYLOAD']._serialized_start=855
-  _globals['_CHUNKPAYLOAD']._serialized_end=962
-  _globals['_ACTIONMODEL']._serialized_start=965
-  _globals['_ACTIONMODEL']._serialized_end=1101
-  _globals['_TOOLCALLPAYLOAD']._serialized_start=1103
-  _globals['_TOOLCALLPAYLOAD']._serialized_end=1166
-  _globals['_TOOLRESULTPAYLOAD']._serialized_start=1169
-  _globals['_TOOLRESULTPAYLOAD']._serialized_end=1329
-  _globals['_AGENTSTEPPAYLOAD']._serialized_start=1332
-  _globals['_AGENTSTEPPAYLOAD']._serialized_end=1511
-  _globals['_USAGE']._serialized_start=1513
-  _globals['_USAGE']._serialized_end=1592
-  _globals['_TASKERROR']._serialized_start=1595
-  _globals['_TASKERROR']._serialized_end=1744
-  _globals['_TASKERROR_METADATAENTRY']._serialized_start=1697
-  _globals['_TASKERROR_METADATAENTRY']._serialized_end=1744
-  _globals['_TASKPAYLOAD']._serialized_start=1747
-  _globals['_TASKPAYLOAD']._serialized_end=2011
-  _globals['_OUTPUTPAYLOAD']._serialized_start=2013
-  _globals['_OUTPUTPAYLOAD']._serialized_end=2065
-  _globals['_GROUPPAYLOAD']._serialized_start=2067
-  _globals['_GROUPPAYLOAD']._serialized_end=2133
-  _globals['_MEMORYPAYLOAD']._serialized_start=2135
-  _globals['_MEMORYPAYLOAD']._serialized_end=2201
+  _globals['_MESSAGE']._serialized_end=952
+  _globals['_MESSAGE_HEADERSENTRY']._serialized_start=895
+  _globals['_MESSAGE_HEADERSENTRY']._serialized_end=941
+  _globals['_CHUNKPAYLOAD']._serialized_start=954
+  _globals['_CHUNKPAYLOAD']._serialized_end=1061
+  _globals['_ACTIONMODEL']._serialized_start=1064
+  _globals['_ACTIONMODEL']._serialized_end=1200
+  _globals['_TOOLCALLPAYLOAD']._serialized_start=1202
+  _globals['_TOOLCALLPAYLOAD']._serialized_end=1265
+  _globals['_TOOLRESULTPAYLOAD']._serialized_start=1268
+  _globals['_TOOLRESULTPAYLOAD']._serialized_end=1428
+  _globals['_AGENTSTEPPAYLOAD']._serialized_start=1431
+  _globals['_AGENTSTEPPAYLOAD']._serialized_end=1637
+  _globals['_USAGE']._serialized_start=1639
+  _globals['_USAGE']._serialized_end=1744
+  _globals['_TASKERROR']._serialized_start=1747
+  _globals['_TASKERROR']._serialized_end=1896
+  _globals['_TASKERROR_METADATAENTRY']._serialized_start=1849
+  _globals['_TASKERROR_METADATAENTRY']._serialized_end=1896
+  _globals['_TASKPAYLOAD']._serialized_start=1899
+  _globals['_TASKPAYLOAD']._serialized_end=2163
+  _globals['_OUTPUTPAYLOAD']._serialized_start=2165
+  _globals['_OUTPUTPAYLOAD']._serialized_end=2217
+  _globals['_GROUPPAYLOAD']._serialized_start=2220
+  _globals['_GROUPPAYLOAD']._serialized_end=2462
+  _globals['_MEMORYPAYLOAD']._serialized_start=2464
+  _globals['_MEMORYPAYLOAD']._serialized_end=2530
+  _globals['_INTERRUPTPAYLOAD']._serialized_start=2533
+  _globals['_INTERRUPTPAYLOAD']._serialized_end=2806
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,10 @@ class _TaskStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskStatus
     """The run exceeded its time limit."""
     TASK_STATUS_INTERRUPTED: _TaskStatus.ValueType  # 6
     """The run's executor went away before it finished."""
+    TASK_STATUS_INPUT_REQUIRED: _TaskStatus.ValueType  # 7
+    """The run waits for a person: a tool call to approve or a question to answer (see InterruptPayload).
+    Not final: the run goes on with RUNNING once ResolveInterrupt (or the approval timeout) decides.
+    """
 
 class TaskStatus(_TaskStatus, metaclass=_TaskStatusEnumTypeWrapper):
     """TaskStatus is the status of a run (task)."""
@@ -60,7 +64,63 @@ TASK_STATUS_TIMED_OUT: TaskStatus.ValueType  # 5
 """The run exceeded its time limit."""
 TASK_STATUS_INTERRUPTED: TaskStatus.ValueType  # 6
 """The run's executor went away before it finished."""
+TASK_STATUS_INPUT_REQUIRED: TaskStatus.ValueType  # 7
+"""The run waits for a person: a tool call to approve or a question to answer (see InterruptPayload).
+Not final: the run goes on with RUNNING once ResolveInterrupt (or the approval timeout) decides.
+"""
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
+
+class _GroupEventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GroupEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GroupEventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GROUP_EVENT_KIND_UNSPECIFIED: _GroupEventKind.ValueType  # 0
+    """Not set."""
+    GROUP_EVENT_KIND_HANDOFF: _GroupEventKind.ValueType  # 1
+    """Control passed from from_agent to to_agent for the rest of the run (topic "handoff")."""
+    GROUP_EVENT_KIND_AGENT_START: _GroupEventKind.ValueType  # 2
+    """A nested agent run started: from_agent called to_agent as a tool (topic "agent_start")."""
+    GROUP_EVENT_KIND_AGENT_END: _GroupEventKind.ValueType  # 3
+    """A nested agent run ended; its answer is the tool result (topic "agent_end")."""
+
+class GroupEventKind(_GroupEventKind, metaclass=_GroupEventKindEnumTypeWrapper):
+    """GroupEventKind says what a GroupPayload reports."""
+
+GROUP_EVENT_KIND_UNSPECIFIED: GroupEventKind.ValueType  # 0
+"""Not set."""
+GROUP_EVENT_KIND_HANDOFF: GroupEventKind.ValueType  # 1
+"""Control passed from from_agent to to_agent for the rest of the run (topic "handoff")."""
+GROUP_EVENT_KIND_AGENT_START: GroupEventKind.ValueType  # 2
+"""A nested agent run started: from_agent called to_agent as a tool (topic "agent_start")."""
+GROUP_EVENT_KIND_AGENT_END: GroupEventKind.ValueType  # 3
+"""A nested agent run ended; its answer is the tool result (topic "agent_end")."""
+Global___GroupEventKind: _TypeAlias = GroupEventKind  # noqa: Y015
+
+class _InterruptKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InterruptKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InterruptKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTERRUPT_KIND_UNSPECIFIED: _InterruptKind.ValueType  # 0
+    """Not set."""
+    INTERRUPT_KIND_TOOL_APPROVAL: _InterruptKind.ValueType  # 1
+    """Approve or reject the listed tool calls before they run."""
+    INTERRUPT_KIND_INPUT: _InterruptKind.ValueType  # 2
+    """Answer the question (the agent's ask_user tool); the answer is the tool result."""
+
+class InterruptKind(_InterruptKind, metaclass=_InterruptKindEnumTypeWrapper):
+    """InterruptKind says what a person is asked for."""
+
+INTERRUPT_KIND_UNSPECIFIED: InterruptKind.ValueType  # 0
+"""Not set."""
+INTERRUPT_KIND_TOOL_APPROVAL: InterruptKind.ValueType  # 1
+"""Approve or reject the listed tool calls before they run."""
+INTERRUPT_KIND_INPUT: InterruptKind.ValueType  # 2
+"""Answer the question (the agent's ask_user tool); the answer is the tool result."""
+Global___InterruptKind: _TypeAlias = InterruptKind  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):
@@ -105,6 +165,8 @@ class Message(_message.Message):
     CALLER_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
+    PARENT_TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    DEPTH_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     TOOL_FIELD_NUMBER: _builtins.int
     TOOL_RESULT_FIELD_NUMBER: _builtins.int
@@ -113,6 +175,7 @@ class Message(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
     MEMORY_FIELD_NUMBER: _builtins.int
+    INTERRUPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of this event: "<run_id>:<seq>"."""
     run_id: _builtins.str
@@ -135,6 +198,12 @@ class Message(_message.Message):
     """Who the event is addressed to, when that is meaningful (e.g. the tool a call targets)."""
     caller: _builtins.str
     """The agent or component on whose behalf the sender acted."""
+    parent_tool_call_id: _builtins.str
+    """For events of a nested agent run (an agent called as a tool): the id of the tool call that started it,
+    so a UI can group a nested agent's events under that call. Empty at top level.
+    """
+    depth: _builtins.int
+    """How deeply the producing agent is nested: 0 at top level, 1 inside an agent called as a tool, ..."""
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the event was produced on the server."""
@@ -169,11 +238,17 @@ class Message(_message.Message):
 
     @_builtins.property
     def group(self) -> Global___GroupPayload:
-        """A multi-agent group event (category "group"); reserved for multi-agent runs."""
+        """A multi-agent event (category "group"): a handoff, or a nested agent run opening or closing."""
 
     @_builtins.property
     def memory(self) -> Global___MemoryPayload:
         """An entry added to an agent's memory (category "memory", ALL mode only)."""
+
+    @_builtins.property
+    def interrupt(self) -> Global___InterruptPayload:
+        """The run waits for a person (category "task"): topic "interrupt" when it starts waiting,
+        topic "interrupt_resolved" when the decision (or the approval timeout) arrives.
+        """
 
     def __init__(
         self,
@@ -189,6 +264,8 @@ class Message(_message.Message):
         caller: _builtins.str = ...,
         timestamp: _timestamp_pb2.Timestamp | None = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        parent_tool_call_id: _builtins.str = ...,
+        depth: _builtins.int = ...,
         chunk: Global___ChunkPayload | None = ...,
         tool: Global___ToolCallPayload | None = ...,
         tool_result: Global___ToolResultPayload | None = ...,
@@ -197,12 +274,13 @@ class Message(_message.Message):
         output: Global___OutputPayload | None = ...,
         group: Global___GroupPayload | None = ...,
         memory: Global___MemoryPayload | None = ...,
+        interrupt: Global___InterruptPayload | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "chunk", b"chunk", "group", b"group", "memory", b"memory", "output", b"output", "payload", b"payload", "task", b"task", "timestamp", b"timestamp", "tool", b"tool", "tool_result", b"tool_result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "chunk", b"chunk", "group", b"group", "interrupt", b"interrupt", "memory", b"memory", "output", b"output", "payload", b"payload", "task", b"task", "timestamp", b"timestamp", "tool", b"tool", "tool_result", b"tool_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "caller", b"caller", "category", b"category", "chunk", b"chunk", "group", b"group", "headers", b"headers", "id", b"id", "memory", b"memory", "output", b"output", "payload", b"payload", "receiver", b"receiver", "run_id", b"run_id", "sender", b"sender", "seq", b"seq", "session_id", b"session_id", "task", b"task", "timestamp", b"timestamp", "tool", b"tool", "tool_result", b"tool_result", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "caller", b"caller", "category", b"category", "chunk", b"chunk", "depth", b"depth", "group", b"group", "headers", b"headers", "id", b"id", "interrupt", b"interrupt", "memory", b"memory", "output", b"output", "parent_tool_call_id", b"parent_tool_call_id", "payload", b"payload", "receiver", b"receiver", "run_id", b"run_id", "sender", b"sender", "seq", b"seq", "session_id", b"session_id", "task", b"task", "timestamp", b"timestamp", "tool", b"tool", "tool_result", b"tool_result", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["chunk", "tool", "tool_result", "agent", "task", "output", "group", "memory"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["chunk", "tool", "tool_result", "agent", "task", "output", "group", "memory", "interrupt"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -366,6 +444,7 @@ class AgentStepPayload(_message.Message):
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    REASONING_CONTENT_FIELD_NUMBER: _builtins.int
     agent_name: _builtins.str
     """The agent that took the step."""
     step: _builtins.int
@@ -374,6 +453,8 @@ class AgentStepPayload(_message.Message):
     """The text the model produced in this step."""
     finish_reason: _builtins.str
     """The model's finish reason ("stop", "tool_calls", "length" ...)."""
+    reasoning_content: _builtins.str
+    """The reasoning text the model streamed in this step (reasoning models only)."""
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActionModel]:
         """The tool calls the model asked for in this step (empty on the final answer)."""
@@ -391,10 +472,11 @@ class AgentStepPayload(_message.Message):
         tool_calls: _abc.Iterable[Global___ActionModel] | None = ...,
         finish_reason: _builtins.str = ...,
         usage: Global___Usage | None = ...,
+        reasoning_content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "content", b"content", "finish_reason", b"finish_reason", "step", b"step", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "content", b"content", "finish_reason", b"finish_reason", "reasoning_content", b"reasoning_content", "step", b"step", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -409,22 +491,26 @@ class Usage(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     """Tokens in the prompts sent."""
     completion_tokens: _builtins.int
     """Tokens the model generated."""
     total_tokens: _builtins.int
     """prompt_tokens + completion_tokens."""
+    reasoning_tokens: _builtins.int
+    """Of completion_tokens, those spent on reasoning, when the endpoint reports it."""
     def __init__(
         self,
         *,
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -572,20 +658,45 @@ Global___OutputPayload: _TypeAlias = OutputPayload  # noqa: Y015
 
 @_typing.final
 class GroupPayload(_message.Message):
-    """GroupPayload is an event of a multi-agent group (reserved for multi-agent runs)."""
+    """GroupPayload is a multi-agent event: a handoff between agents, or a nested agent run opening or closing,
+    so a UI can draw the tree of agents of a run.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     GROUP_ID_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FROM_AGENT_FIELD_NUMBER: _builtins.int
+    TO_AGENT_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    DEPTH_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    SUCCESS_FIELD_NUMBER: _builtins.int
     group_id: _builtins.str
-    """The group's id."""
+    """The group's id: the tool call id that started the nested run or the handoff."""
     content: _builtins.str
-    """Free-form text about the group event."""
+    """Free-form text about the group event: the handoff's reason, or a nested run's answer on agent_end."""
+    kind: Global___GroupEventKind.ValueType
+    """What happened."""
+    from_agent: _builtins.str
+    """The agent control or the call came from."""
+    to_agent: _builtins.str
+    """The agent control or the call went to."""
+    tool_call_id: _builtins.str
+    """The tool call (transfer_to_<agent> or the agent-as-tool call) behind the event."""
+    depth: _builtins.int
+    """Nesting depth of to_agent's run (0 = top level)."""
+    success: _builtins.bool
+    """agent_end only: false when the nested run failed (its error text is in content)."""
     @_builtins.property
     def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Names of the agents in the group."""
+        """Names of the agents involved (from_agent, to_agent)."""
+
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """agent_end only: tokens used by the nested run (all its LLM calls, nested ones included)."""
 
     def __init__(
         self,
@@ -593,10 +704,17 @@ class GroupPayload(_message.Message):
         group_id: _builtins.str = ...,
         members: _abc.Iterable[_builtins.str] | None = ...,
         content: _builtins.str = ...,
+        kind: Global___GroupEventKind.ValueType = ...,
+        from_agent: _builtins.str = ...,
+        to_agent: _builtins.str = ...,
+        tool_call_id: _builtins.str = ...,
+        depth: _builtins.int = ...,
+        usage: Global___Usage | None = ...,
+        success: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "group_id", b"group_id", "members", b"members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "depth", b"depth", "from_agent", b"from_agent", "group_id", b"group_id", "kind", b"kind", "members", b"members", "success", b"success", "to_agent", b"to_agent", "tool_call_id", b"tool_call_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -631,3 +749,63 @@ class MemoryPayload(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MemoryPayload: _TypeAlias = MemoryPayload  # noqa: Y015
+
+@_typing.final
+class InterruptPayload(_message.Message):
+    """InterruptPayload reports that a run waits for a person, or that the wait is over."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERRUPT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    AGENT_NAME_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    APPROVED_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RESOLVED_FIELD_NUMBER: _builtins.int
+    interrupt_id: _builtins.str
+    """Names the interrupt in ResolveInterrupt; unique within its run."""
+    kind: Global___InterruptKind.ValueType
+    """What the person is asked for."""
+    question: _builtins.str
+    """The question for the person (INPUT), or a description of what awaits approval."""
+    agent_name: _builtins.str
+    """The agent that asked."""
+    approved: _builtins.bool
+    """Set on topic "interrupt_resolved": true when the calls were approved (TOOL_APPROVAL) or answered (INPUT)."""
+    message: _builtins.str
+    """Set on topic "interrupt_resolved": the person's message (the answer to an INPUT question), or why the
+    interrupt resolved without one (e.g. the approval timeout passed).
+    """
+    resolved: _builtins.bool
+    """True on topic "interrupt_resolved" events."""
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActionModel]:
+        """TOOL_APPROVAL: the tool calls awaiting approval."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the interrupt resolves itself as rejected if nobody answers (the agents file's approval_timeout)."""
+
+    def __init__(
+        self,
+        *,
+        interrupt_id: _builtins.str = ...,
+        kind: Global___InterruptKind.ValueType = ...,
+        tool_calls: _abc.Iterable[Global___ActionModel] | None = ...,
+        question: _builtins.str = ...,
+        agent_name: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        approved: _builtins.bool = ...,
+        message: _builtins.str = ...,
+        resolved: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "approved", b"approved", "expires_at", b"expires_at", "interrupt_id", b"interrupt_id", "kind", b"kind", "message", b"message", "question", b"question", "resolved", b"resolved", "tool_calls", b"tool_calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InterruptPayload: _TypeAlias = InterruptPayload  # noqa: Y015

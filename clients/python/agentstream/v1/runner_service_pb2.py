@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentstream/v1/runner_service.proto\x12\x0e\x61gentstream.v1\x1a\x1c\x61gentstream/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x03\n\x13StreamingRunRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x35\n\x0estreaming_mode\x18\x03 \x01(\x0e\x32\x1d.agentstream.v1.StreamingMode\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.agentstream.v1.StreamingRunRequest.MetadataEntry\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x0f\x63hunk_window_ms\x18\x08 \x01(\rH\x00\x88\x01\x01\x12\x33\n\ron_disconnect\x18\t \x01(\x0e\x32\x1c.agentstream.v1.OnDisconnect\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_chunk_window_ms\"\xa3\x02\n\x0fStartRunRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12?\n\x08metadata\x18\x05 \x03(\x0b\x32-.agentstream.v1.StartRunRequest.MetadataEntry\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x0f\x63hunk_window_ms\x18\x07 \x01(\rH\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_chunk_window_ms\"\"\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"o\n\x13SubscribeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x35\n\x0estreaming_mode\x18\x03 \x01(\x0e\x32\x1d.agentstream.v1.StreamingMode\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Y\n\x11\x43\x61ncelRunResponse\x12\x18\n\x10\x61lready_finished\x18\x01 \x01(\x08\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.agentstream.v1.TaskStatus\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x86\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.agentstream.v1.TaskStatus\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08last_seq\x18\x06 \x01(\x04\x12-\n\x08response\x18\x07 \x01(\x0b\x32\x1b.agentstream.v1.TaskPayload\x12\x12\n\nsession_id\x18\x08 \x01(\t*c\n\x0cOnDisconnect\x12\x1d\n\x19ON_DISCONNECT_UNSPECIFIED\x10\x00\x12\x18\n\x14ON_DISCONNECT_CANCEL\x10\x01\x12\x1a\n\x16ON_DISCONNECT_CONTINUE\x10\x02*\xb6\x01\n\rStreamingMode\x12\x1e\n\x1aSTREAMING_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAMING_MODE_CORE\x10\x01\x12\x18\n\x14STREAMING_MODE_CHUNK\x10\x02\x12\x19\n\x15STREAMING_MODE_OUTPUT\x10\x03\x12\x1f\n\x1bSTREAMING_MODE_CHUNK_OUTPUT\x10\x04\x12\x16\n\x12STREAMING_MODE_ALL\x10\x05\x32\x8e\x03\n\rRunnerService\x12N\n\x0cStreamingRun\x12#.agentstream.v1.StreamingRunRequest\x1a\x17.agentstream.v1.Message0\x01\x12M\n\x08StartRun\x12\x1f.agentstream.v1.StartRunRequest\x1a .agentstream.v1.StartRunResponse\x12N\n\x0cSubscribeRun\x12#.agentstream.v1.SubscribeRunRequest\x1a\x17.agentstream.v1.Message0\x01\x12P\n\tCancelRun\x12 .agentstream.v1.CancelRunRequest\x1a!.agentstream.v1.CancelRunResponse\x12<\n\x06GetRun\x12\x1d.agentstream.v1.GetRunRequest\x1a\x13.agentstream.v1.RunBKZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentstream/v1/runner_service.proto\x12\x0e\x61gentstream.v1\x1a\x1c\x61gentstream/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n\x13StreamingRunRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x35\n\x0estreaming_mode\x18\x03 \x01(\x0e\x32\x1d.agentstream.v1.StreamingMode\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.agentstream.v1.StreamingRunRequest.MetadataEntry\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x0f\x63hunk_window_ms\x18\x08 \x01(\rH\x00\x88\x01\x01\x12\x33\n\ron_disconnect\x18\t \x01(\x0e\x32\x1c.agentstream.v1.OnDisconnect\x12\x19\n\x11\x65xclude_reasoning\x18\n \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_chunk_window_ms\"\xa3\x02\n\x0fStartRunRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12?\n\x08metadata\x18\x05 \x03(\x0b\x32-.agentstream.v1.StartRunRequest.MetadataEntry\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x0f\x63hunk_window_ms\x18\x07 \x01(\rH\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_chunk_window_ms\"\"\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x8a\x01\n\x13SubscribeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x35\n\x0estreaming_mode\x18\x03 \x01(\x0e\x32\x1d.agentstream.v1.StreamingMode\x12\x19\n\x11\x65xclude_reasoning\x18\x04 \x01(\x08\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Y\n\x11\x43\x61ncelRunResponse\x12\x18\n\x10\x61lready_finished\x18\x01 \x01(\x08\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.agentstream.v1.TaskStatus\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xc4\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.agentstream.v1.TaskStatus\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08last_seq\x18\x06 \x01(\x04\x12-\n\x08response\x18\x07 \x01(\x0b\x32\x1b.agentstream.v1.TaskPayload\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12<\n\x12pending_interrupts\x18\t \x03(\x0b\x32 .agentstream.v1.InterruptPayload\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"*\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\".\n\x15\x44\x65leteSessionResponse\x12\x15\n\rdeleted_turns\x18\x01 \x01(\r\"\xb2\x01\n\x0bSessionTurn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12/\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1b.agentstream.v1.ActionModel\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x19\n\x11reasoning_content\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x12\n\nagent_name\x18\x07 \x01(\t\"\xcf\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x05turns\x18\x02 \x03(\x0b\x32\x1b.agentstream.v1.SessionTurn\x12\x0f\n\x07run_ids\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blive_run_id\x18\x06 \x01(\t\"a\n\x17ResolveInterruptRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x14\n\x0cinterrupt_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\"F\n\x18ResolveInterruptResponse\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.agentstream.v1.TaskStatus*c\n\x0cOnDisconnect\x12\x1d\n\x19ON_DISCONNECT_UNSPECIFIED\x10\x00\x12\x18\n\x14ON_DISCONNECT_CANCEL\x10\x01\x12\x1a\n\x16ON_DISCONNECT_CONTINUE\x10\x02*\xb6\x01\n\rStreamingMode\x12\x1e\n\x1aSTREAMING_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAMING_MODE_CORE\x10\x01\x12\x18\n\x14STREAMING_MODE_CHUNK\x10\x02\x12\x19\n\x15STREAMING_MODE_OUTPUT\x10\x03\x12\x1f\n\x1bSTREAMING_MODE_CHUNK_OUTPUT\x10\x04\x12\x16\n\x12STREAMING_MODE_ALL\x10\x05\x32\x9d\x05\n\rRunnerService\x12N\n\x0cStreamingRun\x12#.agentstream.v1.StreamingRunRequest\x1a\x17.agentstream.v1.Message0\x01\x12M\n\x08StartRun\x12\x1f.agentstream.v1.StartRunRequest\x1a .agentstream.v1.StartRunResponse\x12N\n\x0cSubscribeRun\x12#.agentstream.v1.SubscribeRunRequest\x1a\x17.agentstream.v1.Message0\x01\x12P\n\tCancelRun\x12 .agentstream.v1.CancelRunRequest\x1a!.agentstream.v1.CancelRunResponse\x12<\n\x06GetRun\x12\x1d.agentstream.v1.GetRunRequest\x1a\x13.agentstream.v1.Run\x12H\n\nGetSession\x12!.agentstream.v1.GetSessionRequest\x1a\x17.agentstream.v1.Session\x12\\\n\rDeleteSession\x12$.agentstream.v1.DeleteSessionRequest\x1a%.agentstream.v1.DeleteSessionResponse\x12\x65\n\x10ResolveInterrupt\x12\'.agentstream.v1.ResolveInterruptRequest\x1a(.agentstream.v1.ResolveInterruptResponseBKZIgithub.com/agentstream/agentstream/clients/go/agentstreamv1;agentstreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,30 +39,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_STARTRUNREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_STARTRUNREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_ONDISCONNECT']._serialized_start=1444
-  _globals['_ONDISCONNECT']._serialized_end=1543
-  _globals['_STREAMINGMODE']._serialized_start=1546
-  _globals['_STREAMINGMODE']._serialized_end=1728
+  _globals['_ONDISCONNECT']._serialized_start=2256
+  _globals['_ONDISCONNECT']._serialized_end=2355
+  _globals['_STREAMINGMODE']._serialized_start=2358
+  _globals['_STREAMINGMODE']._serialized_end=2540
   _globals['_STREAMINGRUNREQUEST']._serialized_start=151
-  _globals['_STREAMINGRUNREQUEST']._serialized_end=558
-  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_start=491
-  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_end=538
-  _globals['_STARTRUNREQUEST']._serialized_start=561
-  _globals['_STARTRUNREQUEST']._serialized_end=852
-  _globals['_STARTRUNREQUEST_METADATAENTRY']._serialized_start=491
-  _globals['_STARTRUNREQUEST_METADATAENTRY']._serialized_end=538
-  _globals['_STARTRUNRESPONSE']._serialized_start=854
-  _globals['_STARTRUNRESPONSE']._serialized_end=888
-  _globals['_SUBSCRIBERUNREQUEST']._serialized_start=890
-  _globals['_SUBSCRIBERUNREQUEST']._serialized_end=1001
-  _globals['_CANCELRUNREQUEST']._serialized_start=1003
-  _globals['_CANCELRUNREQUEST']._serialized_end=1053
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1055
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1144
-  _globals['_GETRUNREQUEST']._serialized_start=1146
-  _globals['_GETRUNREQUEST']._serialized_end=1177
-  _globals['_RUN']._serialized_start=1180
-  _globals['_RUN']._serialized_end=1442
-  _globals['_RUNNERSERVICE']._serialized_start=1731
-  _globals['_RUNNERSERVICE']._serialized_end=2129
+  _globals['_STREAMINGRUNREQUEST']._serialized_end=585
+  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_start=518
+  _globals['_STREAMINGRUNREQUEST_METADATAENTRY']._serialized_end=565
+  _globals['_STARTRUNREQUEST']._serialized_start=588
+  _globals['_STARTRUNREQUEST']._serialized_end=879
+  _globals['_STARTRUNREQUEST_METADATAENTRY']._serialized_start=518
+  _globals['_STARTRUNREQUEST_METADATAENTRY']._serialized_end=565
+  _globals['_STARTRUNRESPONSE']._serialized_start=881
+  _globals['_STARTRUNRESPONSE']._serialized_end=915
+  _globals['_SUBSCRIBERUNREQUEST']._serialized_start=918
+  _globals['_SUBSCRIBERUNREQUEST']._serialized_end=1056
+  _globals['_CANCELRUNREQUEST']._serialized_start=1058
+  _globals['_CANCELRUNREQUEST']._serialized_end=1108
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1110
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1199
+  _globals['_GETRUNREQUEST']._serialized_start=1201
+  _globals['_GETRUNREQUEST']._serialized_end=1232
+  _globals['_RUN']._serialized_start=1235
+  _globals['_RUN']._serialized_end=1559
+  _globals['_GETSESSIONREQUEST']._serialized_start=1561
+  _globals['_GETSESSIONREQUEST']._serialized_end=1600
+  _globals['_DELETESESSIONREQUEST']._serialized_start=1602
+  _globals['_DELETESESSIONREQUEST']._serialized_end=1644
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=1646
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=1692
+  _globals['_SESSIONTURN']._serialized_start=1695
+  _globals['_SESSIONTURN']._serialized_end=1873
+  _globals['_SESSION']._serialized_start=1876
+  _globals['_SESSION']._serialized_end=2083
+  _globals['_RESOLVEINTERRUPTREQUEST']._serialized_start=2085
+  _globals['_RESOLVEINTERRUPTREQUEST']._serialized_end=2182
+  _globals['_RESOLVEINTERRUPTRESPONSE']._serialized_start=2184
+  _globals['_RESOLVEINTERRUPTRESPONSE']._serialized_end=2254
+  _globals['_RUNNERSERVICE']._serialized_start=2543
+  _globals['_RUNNERSERVICE']._serialized_end=3212
 # @@protoc_insertion_point(module_scope)

@@ -117,6 +117,7 @@ class StreamingRunRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     CHUNK_WINDOW_MS_FIELD_NUMBER: _builtins.int
     ON_DISCONNECT_FIELD_NUMBER: _builtins.int
+    EXCLUDE_REASONING_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     """The user's input to the agent. Required, not blank, at most the server's size limit (1 MiB by default)."""
     agent: _builtins.str
@@ -137,6 +138,10 @@ class StreamingRunRequest(_message.Message):
     """
     on_disconnect: Global___OnDisconnect.ValueType
     """What happens to the run if the caller cancels or disconnects; unspecified means cancel."""
+    exclude_reasoning: _builtins.bool
+    """Drop reasoning from this stream: chunks carrying only reasoning are not sent, and reasoning_content
+    is cleared from the chunks and agent steps that are (the run's log keeps it for other readers).
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form caller metadata, echoed in the headers of the run's first message."""
@@ -159,10 +164,11 @@ class StreamingRunRequest(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         chunk_window_ms: _builtins.int | None = ...,
         on_disconnect: Global___OnDisconnect.ValueType = ...,
+        exclude_reasoning: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "chunk_window_ms", b"chunk_window_ms", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "agent", b"agent", "chunk_window_ms", b"chunk_window_ms", "input", b"input", "metadata", b"metadata", "on_disconnect", b"on_disconnect", "run_id", b"run_id", "session_id", b"session_id", "streaming_mode", b"streaming_mode", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms", "agent", b"agent", "chunk_window_ms", b"chunk_window_ms", "exclude_reasoning", b"exclude_reasoning", "input", b"input", "metadata", b"metadata", "on_disconnect", b"on_disconnect", "run_id", b"run_id", "session_id", b"session_id", "streaming_mode", b"streaming_mode", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__chunk_window_ms: _TypeAlias = _typing.Literal["chunk_window_ms"]  # noqa: Y015
     _WhichOneofArgType__chunk_window_ms: _TypeAlias = _typing.Literal["_chunk_window_ms", b"_chunk_window_ms"]  # noqa: Y015
@@ -273,22 +279,26 @@ class SubscribeRunRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
     STREAMING_MODE_FIELD_NUMBER: _builtins.int
+    EXCLUDE_REASONING_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run to follow."""
     after_seq: _builtins.int
     """Replay events with seq greater than this (0 = from the start)."""
     streaming_mode: Global___StreamingMode.ValueType
     """Which events to stream; unspecified means CORE. The terminal message always passes."""
+    exclude_reasoning: _builtins.bool
+    """Drop reasoning from this stream (see StreamingRunRequest.exclude_reasoning)."""
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         after_seq: _builtins.int = ...,
         streaming_mode: Global___StreamingMode.ValueType = ...,
+        exclude_reasoning: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "run_id", b"run_id", "streaming_mode", b"streaming_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "exclude_reasoning", b"exclude_reasoning", "run_id", b"run_id", "streaming_mode", b"streaming_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -382,6 +392,7 @@ class Run(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     RESPONSE_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    PENDING_INTERRUPTS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run's id."""
     agent: _builtins.str
@@ -404,6 +415,10 @@ class Run(_message.Message):
     def response(self) -> _message_pb2.TaskPayload:
         """The terminal task response, once there is one."""
 
+    @_builtins.property
+    def pending_interrupts(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.InterruptPayload]:
+        """While the status is INPUT_REQUIRED: the interrupts waiting for ResolveInterrupt."""
+
     def __init__(
         self,
         *,
@@ -415,11 +430,232 @@ class Run(_message.Message):
         last_seq: _builtins.int = ...,
         response: _message_pb2.TaskPayload | None = ...,
         session_id: _builtins.str = ...,
+        pending_interrupts: _abc.Iterable[_message_pb2.InterruptPayload] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "response", b"response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "created_at", b"created_at", "finished_at", b"finished_at", "last_seq", b"last_seq", "response", b"response", "run_id", b"run_id", "session_id", b"session_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "created_at", b"created_at", "finished_at", b"finished_at", "last_seq", b"last_seq", "pending_interrupts", b"pending_interrupts", "response", b"response", "run_id", b"run_id", "session_id", b"session_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class GetSessionRequest(_message.Message):
+    """GetSessionRequest names a conversation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session to describe."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSessionRequest: _TypeAlias = GetSessionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSessionRequest(_message.Message):
+    """DeleteSessionRequest names a conversation to forget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session to delete."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSessionRequest: _TypeAlias = DeleteSessionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSessionResponse(_message.Message):
+    """DeleteSessionResponse confirms a deletion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_TURNS_FIELD_NUMBER: _builtins.int
+    deleted_turns: _builtins.int
+    """How many turns were forgotten."""
+    def __init__(
+        self,
+        *,
+        deleted_turns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_turns", b"deleted_turns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSessionResponse: _TypeAlias = DeleteSessionResponse  # noqa: Y015
+
+@_typing.final
+class SessionTurn(_message.Message):
+    """SessionTurn is one entry of a conversation's history, as the model sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    REASONING_CONTENT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    AGENT_NAME_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """"user", "assistant" or "tool"."""
+    content: _builtins.str
+    """The text: the user's input, the assistant's answer, or a tool's result."""
+    tool_call_id: _builtins.str
+    """tool turns: the call this result answers."""
+    reasoning_content: _builtins.str
+    """assistant turns: the model's reasoning, kept for models that need it back."""
+    run_id: _builtins.str
+    """The run that added the turn."""
+    agent_name: _builtins.str
+    """The agent that produced the turn (assistant and tool turns)."""
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.ActionModel]:
+        """assistant turns: the tool calls the model asked for."""
+
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        content: _builtins.str = ...,
+        tool_calls: _abc.Iterable[_message_pb2.ActionModel] | None = ...,
+        tool_call_id: _builtins.str = ...,
+        reasoning_content: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        agent_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "content", b"content", "reasoning_content", b"reasoning_content", "role", b"role", "run_id", b"run_id", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionTurn: _TypeAlias = SessionTurn  # noqa: Y015
+
+@_typing.final
+class Session(_message.Message):
+    """Session is a conversation: the runs that share a session_id and the history they built."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TURNS_FIELD_NUMBER: _builtins.int
+    RUN_IDS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    LIVE_RUN_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session's id."""
+    live_run_id: _builtins.str
+    """The run in progress on the session, if any."""
+    @_builtins.property
+    def turns(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTurn]:
+        """Its history, oldest first (older turns dropped past the server's bounds)."""
+
+    @_builtins.property
+    def run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The runs of the session, oldest first."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When its first run started."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When its history last changed."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        turns: _abc.Iterable[Global___SessionTurn] | None = ...,
+        run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        live_run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "live_run_id", b"live_run_id", "run_ids", b"run_ids", "session_id", b"session_id", "turns", b"turns", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Session: _TypeAlias = Session  # noqa: Y015
+
+@_typing.final
+class ResolveInterruptRequest(_message.Message):
+    """ResolveInterruptRequest answers a run's interrupt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    INTERRUPT_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run waiting."""
+    interrupt_id: _builtins.str
+    """The interrupt being answered (InterruptPayload.interrupt_id)."""
+    approve: _builtins.bool
+    """TOOL_APPROVAL: true runs the calls, false rejects them. INPUT: true answers with message."""
+    message: _builtins.str
+    """The answer to an INPUT question, or why the calls were rejected (sent to the model)."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        interrupt_id: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "interrupt_id", b"interrupt_id", "message", b"message", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveInterruptRequest: _TypeAlias = ResolveInterruptRequest  # noqa: Y015
+
+@_typing.final
+class ResolveInterruptResponse(_message.Message):
+    """ResolveInterruptResponse confirms a decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: _message_pb2.TaskStatus.ValueType
+    """The run's status after the decision (RUNNING, or INPUT_REQUIRED while other interrupts wait)."""
+    def __init__(
+        self,
+        *,
+        status: _message_pb2.TaskStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveInterruptResponse: _TypeAlias = ResolveInterruptResponse  # noqa: Y015

@@ -61,6 +61,21 @@ class RunnerServiceStub:
                 request_serializer=agentstream_dot_v1_dot_runner__service__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=agentstream_dot_v1_dot_runner__service__pb2.Run.FromString,
                 _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/agentstream.v1.RunnerService/GetSession',
+                request_serializer=agentstream_dot_v1_dot_runner__service__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=agentstream_dot_v1_dot_runner__service__pb2.Session.FromString,
+                _registered_method=True)
+        self.DeleteSession = channel.unary_unary(
+                '/agentstream.v1.RunnerService/DeleteSession',
+                request_serializer=agentstream_dot_v1_dot_runner__service__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=agentstream_dot_v1_dot_runner__service__pb2.DeleteSessionResponse.FromString,
+                _registered_method=True)
+        self.ResolveInterrupt = channel.unary_unary(
+                '/agentstream.v1.RunnerService/ResolveInterrupt',
+                request_serializer=agentstream_dot_v1_dot_runner__service__pb2.ResolveInterruptRequest.SerializeToString,
+                response_deserializer=agentstream_dot_v1_dot_runner__service__pb2.ResolveInterruptResponse.FromString,
+                _registered_method=True)
 
 
 class RunnerServiceServicer:
@@ -112,6 +127,33 @@ class RunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSession(self, request, context):
+        """GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs
+        that made them, and its times. Unknown session: NOT_FOUND with reason SESSION_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSession(self, request, context):
+        """DeleteSession forgets a conversation's history. Unknown session: NOT_FOUND (SESSION_NOT_FOUND);
+        a session with a live run: FAILED_PRECONDITION (SESSION_BUSY).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveInterrupt(self, request, context):
+        """ResolveInterrupt answers a run waiting for a person (status INPUT_REQUIRED): approve or reject the
+        tool calls of a TOOL_APPROVAL interrupt, or answer an INPUT question with message. Rejected calls
+        become tool results with is_error and the message, and the model goes on. Works from any replica and
+        any caller of the run's tenant. Unknown run or interrupt: NOT_FOUND (INTERRUPT_NOT_FOUND); already
+        resolved: FAILED_PRECONDITION (INTERRUPT_ALREADY_RESOLVED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +181,21 @@ def add_RunnerServiceServicer_to_server(servicer, server):
                     servicer.GetRun,
                     request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.GetRunRequest.FromString,
                     response_serializer=agentstream_dot_v1_dot_runner__service__pb2.Run.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.GetSessionRequest.FromString,
+                    response_serializer=agentstream_dot_v1_dot_runner__service__pb2.Session.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=agentstream_dot_v1_dot_runner__service__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'ResolveInterrupt': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveInterrupt,
+                    request_deserializer=agentstream_dot_v1_dot_runner__service__pb2.ResolveInterruptRequest.FromString,
+                    response_serializer=agentstream_dot_v1_dot_runner__service__pb2.ResolveInterruptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -277,6 +334,87 @@ class RunnerService:
             '/agentstream.v1.RunnerService/GetRun',
             agentstream_dot_v1_dot_runner__service__pb2.GetRunRequest.SerializeToString,
             agentstream_dot_v1_dot_runner__service__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstream.v1.RunnerService/GetSession',
+            agentstream_dot_v1_dot_runner__service__pb2.GetSessionRequest.SerializeToString,
+            agentstream_dot_v1_dot_runner__service__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstream.v1.RunnerService/DeleteSession',
+            agentstream_dot_v1_dot_runner__service__pb2.DeleteSessionRequest.SerializeToString,
+            agentstream_dot_v1_dot_runner__service__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveInterrupt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstream.v1.RunnerService/ResolveInterrupt',
+            agentstream_dot_v1_dot_runner__service__pb2.ResolveInterruptRequest.SerializeToString,
+            agentstream_dot_v1_dot_runner__service__pb2.ResolveInterruptResponse.FromString,
             options,
             channel_credentials,
             insecure,

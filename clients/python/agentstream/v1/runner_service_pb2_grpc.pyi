@@ -58,6 +58,21 @@ class RunnerServiceStub:
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_runner_service_pb2.GetRunRequest, _runner_service_pb2.Run]
     """GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response."""
+    GetSession: _grpc.UnaryUnaryMultiCallable[_runner_service_pb2.GetSessionRequest, _runner_service_pb2.Session]
+    """GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs
+    that made them, and its times. Unknown session: NOT_FOUND with reason SESSION_NOT_FOUND.
+    """
+    DeleteSession: _grpc.UnaryUnaryMultiCallable[_runner_service_pb2.DeleteSessionRequest, _runner_service_pb2.DeleteSessionResponse]
+    """DeleteSession forgets a conversation's history. Unknown session: NOT_FOUND (SESSION_NOT_FOUND);
+    a session with a live run: FAILED_PRECONDITION (SESSION_BUSY).
+    """
+    ResolveInterrupt: _grpc.UnaryUnaryMultiCallable[_runner_service_pb2.ResolveInterruptRequest, _runner_service_pb2.ResolveInterruptResponse]
+    """ResolveInterrupt answers a run waiting for a person (status INPUT_REQUIRED): approve or reject the
+    tool calls of a TOOL_APPROVAL interrupt, or answer an INPUT question with message. Rejected calls
+    become tool results with is_error and the message, and the model goes on. Works from any replica and
+    any caller of the run's tenant. Unknown run or interrupt: NOT_FOUND (INTERRUPT_NOT_FOUND); already
+    resolved: FAILED_PRECONDITION (INTERRUPT_ALREADY_RESOLVED).
+    """
 
 @_typing.type_check_only
 class RunnerServiceAsyncStub(RunnerServiceStub):
@@ -88,6 +103,21 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_runner_service_pb2.GetRunRequest, _runner_service_pb2.Run]  # type: ignore[assignment]
     """GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response."""
+    GetSession: _aio.UnaryUnaryMultiCallable[_runner_service_pb2.GetSessionRequest, _runner_service_pb2.Session]  # type: ignore[assignment]
+    """GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs
+    that made them, and its times. Unknown session: NOT_FOUND with reason SESSION_NOT_FOUND.
+    """
+    DeleteSession: _aio.UnaryUnaryMultiCallable[_runner_service_pb2.DeleteSessionRequest, _runner_service_pb2.DeleteSessionResponse]  # type: ignore[assignment]
+    """DeleteSession forgets a conversation's history. Unknown session: NOT_FOUND (SESSION_NOT_FOUND);
+    a session with a live run: FAILED_PRECONDITION (SESSION_BUSY).
+    """
+    ResolveInterrupt: _aio.UnaryUnaryMultiCallable[_runner_service_pb2.ResolveInterruptRequest, _runner_service_pb2.ResolveInterruptResponse]  # type: ignore[assignment]
+    """ResolveInterrupt answers a run waiting for a person (status INPUT_REQUIRED): approve or reject the
+    tool calls of a TOOL_APPROVAL interrupt, or answer an INPUT question with message. Rejected calls
+    become tool results with is_error and the message, and the model goes on. Works from any replica and
+    any caller of the run's tenant. Unknown run or interrupt: NOT_FOUND (INTERRUPT_NOT_FOUND); already
+    resolved: FAILED_PRECONDITION (INTERRUPT_ALREADY_RESOLVED).
+    """
 
 class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
     """RunnerService runs LLM agents and streams everything they do."""
@@ -145,5 +175,38 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runner_service_pb2.Run, _abc.Awaitable[_runner_service_pb2.Run]]:
         """GetRun describes a run: its agent, status, times, last seq and, once there is one, its terminal response."""
+
+    @_abc_1.abstractmethod
+    def GetSession(
+        self,
+        request: _runner_service_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_service_pb2.Session, _abc.Awaitable[_runner_service_pb2.Session]]:
+        """GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs
+        that made them, and its times. Unknown session: NOT_FOUND with reason SESSION_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSession(
+        self,
+        request: _runner_service_pb2.DeleteSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_service_pb2.DeleteSessionResponse, _abc.Awaitable[_runner_service_pb2.DeleteSessionResponse]]:
+        """DeleteSession forgets a conversation's history. Unknown session: NOT_FOUND (SESSION_NOT_FOUND);
+        a session with a live run: FAILED_PRECONDITION (SESSION_BUSY).
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveInterrupt(
+        self,
+        request: _runner_service_pb2.ResolveInterruptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_service_pb2.ResolveInterruptResponse, _abc.Awaitable[_runner_service_pb2.ResolveInterruptResponse]]:
+        """ResolveInterrupt answers a run waiting for a person (status INPUT_REQUIRED): approve or reject the
+        tool calls of a TOOL_APPROVAL interrupt, or answer an INPUT question with message. Rejected calls
+        become tool results with is_error and the message, and the model goes on. Works from any replica and
+        any caller of the run's tenant. Unknown run or interrupt: NOT_FOUND (INTERRUPT_NOT_FOUND); already
+        resolved: FAILED_PRECONDITION (INTERRUPT_ALREADY_RESOLVED).
+        """
 
 def add_RunnerServiceServicer_to_server(servicer: RunnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

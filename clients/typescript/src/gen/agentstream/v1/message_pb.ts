@@ -12,7 +12,7 @@ import type { JsonObject, Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file agentstream/v1/message.proto.
  */
 export const file_agentstream_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChxhZ2VudHN0cmVhbS92MS9tZXNzYWdlLnByb3RvEg5hZ2VudHN0cmVhbS52MSLFBQoHTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZydW5faWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRILCgNzZXEYBCABKAQSEAoIY2F0ZWdvcnkYBSABKAkSDQoFdG9waWMYBiABKAkSDgoGc2VuZGVyGAcgASgJEhAKCHJlY2VpdmVyGAggASgJEg4KBmNhbGxlchgJIAEoCRItCgl0aW1lc3RhbXAYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKB2hlYWRlcnMYCyADKAsyJC5hZ2VudHN0cmVhbS52MS5NZXNzYWdlLkhlYWRlcnNFbnRyeRItCgVjaHVuaxgUIAEoCzIcLmFnZW50c3RyZWFtLnYxLkNodW5rUGF5bG9hZEgAEi8KBHRvb2wYFSABKAsyHy5hZ2VudHN0cmVhbS52MS5Ub29sQ2FsbFBheWxvYWRIABI4Cgt0b29sX3Jlc3VsdBgWIAEoCzIhLmFnZW50c3RyZWFtLnYxLlRvb2xSZXN1bHRQYXlsb2FkSAASMQoFYWdlbnQYFyABKAsyIC5hZ2VudHN0cmVhbS52MS5BZ2VudFN0ZXBQYXlsb2FkSAASKwoEdGFzaxgYIAEoCzIbLmFnZW50c3RyZWFtLnYxLlRhc2tQYXlsb2FkSAASLwoGb3V0cHV0GBkgASgLMh0uYWdlbnRzdHJlYW0udjEuT3V0cHV0UGF5bG9hZEgAEi0KBWdyb3VwGBogASgLMhwuYWdlbnRzdHJlYW0udjEuR3JvdXBQYXlsb2FkSAASLwoGbWVtb3J5GBsgASgLMh0uYWdlbnRzdHJlYW0udjEuTWVtb3J5UGF5bG9hZEgAGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB3BheWxvYWQiawoMQ2h1bmtQYXlsb2FkEg8KB2NvbnRlbnQYASABKAkSDQoFbW9kZWwYAiABKAkSEgoKYWdlbnRfbmFtZRgDIAEoCRIMCgRzdGVwGAQgASgNEhkKEXJlYXNvbmluZ19jb250ZW50GAUgASgJIogBCgtBY3Rpb25Nb2RlbBIRCgl0b29sX25hbWUYASABKAkSEwoLYWN0aW9uX25hbWUYAiABKAkSFAoMdG9vbF9jYWxsX2lkGAMgASgJEhIKCmFnZW50X25hbWUYBCABKAkSJwoGcGFyYW1zGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI/Cg9Ub29sQ2FsbFBheWxvYWQSLAoHYWN0aW9ucxgBIAMoCzIbLmFnZW50c3RyZWFtLnYxLkFjdGlvbk1vZGVsIqABChFUb29sUmVzdWx0UGF5bG9hZBIUCgx0b29sX2NhbGxfaWQYASABKAkSEQoJdG9vbF9uYW1lGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSEAoIaXNfZXJyb3IYBCABKAgSKwoIZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKYWdlbnRfbmFtZRgGIAEoCSKzAQoQQWdlbnRTdGVwUGF5bG9hZBISCgphZ2VudF9uYW1lGAEgASgJEgwKBHN0ZXAYAiABKA0SDwoHY29udGVudBgDIAEoCRIvCgp0b29sX2NhbGxzGAQgAygLMhsuYWdlbnRzdHJlYW0udjEuQWN0aW9uTW9kZWwSFQoNZmluaXNoX3JlYXNvbhgFIAEoCRIkCgV1c2FnZRgGIAEoCzIVLmFnZW50c3RyZWFtLnYxLlVzYWdlIk8KBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKAQSGQoRY29tcGxldGlvbl90b2tlbnMYAiABKAQSFAoMdG90YWxfdG9rZW5zGAMgASgEIpUBCglUYXNrRXJyb3ISDgoGcmVhc29uGAEgASgJEgwKBGNvZGUYAiABKAkSOQoIbWV0YWRhdGEYAyADKAsyJy5hZ2VudHN0cmVhbS52MS5UYXNrRXJyb3IuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiiAIKC1Rhc2tQYXlsb2FkEioKBnN0YXR1cxgBIAEoDjIaLmFnZW50c3RyZWFtLnYxLlRhc2tTdGF0dXMSDwoHc3VjY2VzcxgCIAEoCBIOCgZhbnN3ZXIYAyABKAkSCwoDbXNnGAQgASgJEiQKBXVzYWdlGAUgASgLMhUuYWdlbnRzdHJlYW0udjEuVXNhZ2USLAoJdGltZV9jb3N0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEigKBWVycm9yGAcgASgLMhkuYWdlbnRzdHJlYW0udjEuVGFza0Vycm9yEhIKCmFnZW50X25hbWUYCCABKAkSDQoFaW5wdXQYCSABKAkiNAoNT3V0cHV0UGF5bG9hZBIPCgdjb250ZW50GAEgASgJEhIKCmFnZW50X25hbWUYAiABKAkiQgoMR3JvdXBQYXlsb2FkEhAKCGdyb3VwX2lkGAEgASgJEg8KB21lbWJlcnMYAiADKAkSDwoHY29udGVudBgDIAEoCSJCCg1NZW1vcnlQYXlsb2FkEgwKBHJvbGUYASABKAkSDwoHY29udGVudBgCIAEoCRISCgphZ2VudF9uYW1lGAMgASgJKsgBCgpUYXNrU3RhdHVzEhsKF1RBU0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTVEFTS19TVEFUVVNfUlVOTklORxABEhkKFVRBU0tfU1RBVFVTX1NVQ0NFRURFRBACEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBADEhkKFVRBU0tfU1RBVFVTX0NBTkNFTExFRBAEEhkKFVRBU0tfU1RBVFVTX1RJTUVEX09VVBAFEhsKF1RBU0tfU1RBVFVTX0lOVEVSUlVQVEVEEAZCS1pJZ2l0aHViLmNvbS9hZ2VudHN0cmVhbS9hZ2VudHN0cmVhbS9jbGllbnRzL2dvL2FnZW50c3RyZWFtdjE7YWdlbnRzdHJlYW12MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChxhZ2VudHN0cmVhbS92MS9tZXNzYWdlLnByb3RvEg5hZ2VudHN0cmVhbS52MSKoBgoHTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZydW5faWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRILCgNzZXEYBCABKAQSEAoIY2F0ZWdvcnkYBSABKAkSDQoFdG9waWMYBiABKAkSDgoGc2VuZGVyGAcgASgJEhAKCHJlY2VpdmVyGAggASgJEg4KBmNhbGxlchgJIAEoCRItCgl0aW1lc3RhbXAYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKB2hlYWRlcnMYCyADKAsyJC5hZ2VudHN0cmVhbS52MS5NZXNzYWdlLkhlYWRlcnNFbnRyeRIbChNwYXJlbnRfdG9vbF9jYWxsX2lkGAwgASgJEg0KBWRlcHRoGA0gASgNEi0KBWNodW5rGBQgASgLMhwuYWdlbnRzdHJlYW0udjEuQ2h1bmtQYXlsb2FkSAASLwoEdG9vbBgVIAEoCzIfLmFnZW50c3RyZWFtLnYxLlRvb2xDYWxsUGF5bG9hZEgAEjgKC3Rvb2xfcmVzdWx0GBYgASgLMiEuYWdlbnRzdHJlYW0udjEuVG9vbFJlc3VsdFBheWxvYWRIABIxCgVhZ2VudBgXIAEoCzIgLmFnZW50c3RyZWFtLnYxLkFnZW50U3RlcFBheWxvYWRIABIrCgR0YXNrGBggASgLMhsuYWdlbnRzdHJlYW0udjEuVGFza1BheWxvYWRIABIvCgZvdXRwdXQYGSABKAsyHS5hZ2VudHN0cmVhbS52MS5PdXRwdXRQYXlsb2FkSAASLQoFZ3JvdXAYGiABKAsyHC5hZ2VudHN0cmVhbS52MS5Hcm91cFBheWxvYWRIABIvCgZtZW1vcnkYGyABKAsyHS5hZ2VudHN0cmVhbS52MS5NZW1vcnlQYXlsb2FkSAASNQoJaW50ZXJydXB0GBwgASgLMiAuYWdlbnRzdHJlYW0udjEuSW50ZXJydXB0UGF5bG9hZEgAGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB3BheWxvYWQiawoMQ2h1bmtQYXlsb2FkEg8KB2NvbnRlbnQYASABKAkSDQoFbW9kZWwYAiABKAkSEgoKYWdlbnRfbmFtZRgDIAEoCRIMCgRzdGVwGAQgASgNEhkKEXJlYXNvbmluZ19jb250ZW50GAUgASgJIogBCgtBY3Rpb25Nb2RlbBIRCgl0b29sX25hbWUYASABKAkSEwoLYWN0aW9uX25hbWUYAiABKAkSFAoMdG9vbF9jYWxsX2lkGAMgASgJEhIKCmFnZW50X25hbWUYBCABKAkSJwoGcGFyYW1zGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI/Cg9Ub29sQ2FsbFBheWxvYWQSLAoHYWN0aW9ucxgBIAMoCzIbLmFnZW50c3RyZWFtLnYxLkFjdGlvbk1vZGVsIqABChFUb29sUmVzdWx0UGF5bG9hZBIUCgx0b29sX2NhbGxfaWQYASABKAkSEQoJdG9vbF9uYW1lGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSEAoIaXNfZXJyb3IYBCABKAgSKwoIZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKYWdlbnRfbmFtZRgGIAEoCSLOAQoQQWdlbnRTdGVwUGF5bG9hZBISCgphZ2VudF9uYW1lGAEgASgJEgwKBHN0ZXAYAiABKA0SDwoHY29udGVudBgDIAEoCRIvCgp0b29sX2NhbGxzGAQgAygLMhsuYWdlbnRzdHJlYW0udjEuQWN0aW9uTW9kZWwSFQoNZmluaXNoX3JlYXNvbhgFIAEoCRIkCgV1c2FnZRgGIAEoCzIVLmFnZW50c3RyZWFtLnYxLlVzYWdlEhkKEXJlYXNvbmluZ19jb250ZW50GAcgASgJImkKBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKAQSGQoRY29tcGxldGlvbl90b2tlbnMYAiABKAQSFAoMdG90YWxfdG9rZW5zGAMgASgEEhgKEHJlYXNvbmluZ190b2tlbnMYBCABKAQilQEKCVRhc2tFcnJvchIOCgZyZWFzb24YASABKAkSDAoEY29kZRgCIAEoCRI5CghtZXRhZGF0YRgDIAMoCzInLmFnZW50c3RyZWFtLnYxLlRhc2tFcnJvci5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKIAgoLVGFza1BheWxvYWQSKgoGc3RhdHVzGAEgASgOMhouYWdlbnRzdHJlYW0udjEuVGFza1N0YXR1cxIPCgdzdWNjZXNzGAIgASgIEg4KBmFuc3dlchgDIAEoCRILCgNtc2cYBCABKAkSJAoFdXNhZ2UYBSABKAsyFS5hZ2VudHN0cmVhbS52MS5Vc2FnZRIsCgl0aW1lX2Nvc3QYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKAoFZXJyb3IYByABKAsyGS5hZ2VudHN0cmVhbS52MS5UYXNrRXJyb3ISEgoKYWdlbnRfbmFtZRgIIAEoCRINCgVpbnB1dBgJIAEoCSI0Cg1PdXRwdXRQYXlsb2FkEg8KB2NvbnRlbnQYASABKAkSEgoKYWdlbnRfbmFtZRgCIAEoCSLyAQoMR3JvdXBQYXlsb2FkEhAKCGdyb3VwX2lkGAEgASgJEg8KB21lbWJlcnMYAiADKAkSDwoHY29udGVudBgDIAEoCRIsCgRraW5kGAQgASgOMh4uYWdlbnRzdHJlYW0udjEuR3JvdXBFdmVudEtpbmQSEgoKZnJvbV9hZ2VudBgFIAEoCRIQCgh0b19hZ2VudBgGIAEoCRIUCgx0b29sX2NhbGxfaWQYByABKAkSDQoFZGVwdGgYCCABKA0SJAoFdXNhZ2UYCSABKAsyFS5hZ2VudHN0cmVhbS52MS5Vc2FnZRIPCgdzdWNjZXNzGAogASgIIkIKDU1lbW9yeVBheWxvYWQSDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEhIKCmFnZW50X25hbWUYAyABKAkikQIKEEludGVycnVwdFBheWxvYWQSFAoMaW50ZXJydXB0X2lkGAEgASgJEisKBGtpbmQYAiABKA4yHS5hZ2VudHN0cmVhbS52MS5JbnRlcnJ1cHRLaW5kEi8KCnRvb2xfY2FsbHMYAyADKAsyGy5hZ2VudHN0cmVhbS52MS5BY3Rpb25Nb2RlbBIQCghxdWVzdGlvbhgEIAEoCRISCgphZ2VudF9uYW1lGAUgASgJEi4KCmV4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFwcHJvdmVkGAcgASgIEg8KB21lc3NhZ2UYCCABKAkSEAoIcmVzb2x2ZWQYCSABKAgq6AEKClRhc2tTdGF0dXMSGwoXVEFTS19TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNUQVNLX1NUQVRVU19SVU5OSU5HEAESGQoVVEFTS19TVEFUVVNfU1VDQ0VFREVEEAISFgoSVEFTS19TVEFUVVNfRkFJTEVEEAMSGQoVVEFTS19TVEFUVVNfQ0FOQ0VMTEVEEAQSGQoVVEFTS19TVEFUVVNfVElNRURfT1VUEAUSGwoXVEFTS19TVEFUVVNfSU5URVJSVVBURUQQBhIeChpUQVNLX1NUQVRVU19JTlBVVF9SRVFVSVJFRBAHKpIBCg5Hcm91cEV2ZW50S2luZBIgChxHUk9VUF9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYR1JPVVBfRVZFTlRfS0lORF9IQU5ET0ZGEAESIAocR1JPVVBfRVZFTlRfS0lORF9BR0VOVF9TVEFSVBACEh4KGkdST1VQX0VWRU5UX0tJTkRfQUdFTlRfRU5EEAMqawoNSW50ZXJydXB0S2luZBIeChpJTlRFUlJVUFRfS0lORF9VTlNQRUNJRklFRBAAEiAKHElOVEVSUlVQVF9LSU5EX1RPT0xfQVBQUk9WQUwQARIYChRJTlRFUlJVUFRfS0lORF9JTlBVVBACQktaSWdpdGh1Yi5jb20vYWdlbnRzdHJlYW0vYWdlbnRzdHJlYW0vY2xpZW50cy9nby9hZ2VudHN0cmVhbXYxO2FnZW50c3RyZWFtdjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Message is one event of a run, as streamed to callers: an envelope plus one payload.
@@ -105,6 +105,21 @@ export type Message = Message$1<"agentstream.v1.Message"> & {
   headers: { [key: string]: string };
 
   /**
+   * For events of a nested agent run (an agent called as a tool): the id of the tool call that started it,
+   * so a UI can group a nested agent's events under that call. Empty at top level.
+   *
+   * @generated from field: string parent_tool_call_id = 12;
+   */
+  parentToolCallId: string;
+
+  /**
+   * How deeply the producing agent is nested: 0 at top level, 1 inside an agent called as a tool, ...
+   *
+   * @generated from field: uint32 depth = 13;
+   */
+  depth: number;
+
+  /**
    * What happened. A new variant is always added with a new field number.
    *
    * @generated from oneof agentstream.v1.Message.payload
@@ -159,7 +174,7 @@ export type Message = Message$1<"agentstream.v1.Message"> & {
     case: "output";
   } | {
     /**
-     * A multi-agent group event (category "group"); reserved for multi-agent runs.
+     * A multi-agent event (category "group"): a handoff, or a nested agent run opening or closing.
      *
      * @generated from field: agentstream.v1.GroupPayload group = 26;
      */
@@ -173,6 +188,15 @@ export type Message = Message$1<"agentstream.v1.Message"> & {
      */
     value: MemoryPayload;
     case: "memory";
+  } | {
+    /**
+     * The run waits for a person (category "task"): topic "interrupt" when it starts waiting,
+     * topic "interrupt_resolved" when the decision (or the approval timeout) arrives.
+     *
+     * @generated from field: agentstream.v1.InterruptPayload interrupt = 28;
+     */
+    value: InterruptPayload;
+    case: "interrupt";
   } | { case: undefined; value?: undefined };
 };
 
@@ -405,6 +429,13 @@ export type AgentStepPayload = Message$1<"agentstream.v1.AgentStepPayload"> & {
    * @generated from field: agentstream.v1.Usage usage = 6;
    */
   usage?: Usage | undefined;
+
+  /**
+   * The reasoning text the model streamed in this step (reasoning models only).
+   *
+   * @generated from field: string reasoning_content = 7;
+   */
+  reasoningContent: string;
 };
 
 /**
@@ -440,6 +471,13 @@ export type Usage = Message$1<"agentstream.v1.Usage"> & {
    * @generated from field: uint64 total_tokens = 3;
    */
   totalTokens: bigint;
+
+  /**
+   * Of completion_tokens, those spent on reasoning, when the endpoint reports it.
+   *
+   * @generated from field: uint64 reasoning_tokens = 4;
+   */
+  reasoningTokens: bigint;
 };
 
 /**
@@ -591,31 +629,81 @@ export const OutputPayloadSchema: GenMessage<OutputPayload> = /*@__PURE__*/
   messageDesc(file_agentstream_v1_message, 9);
 
 /**
- * GroupPayload is an event of a multi-agent group (reserved for multi-agent runs).
+ * GroupPayload is a multi-agent event: a handoff between agents, or a nested agent run opening or closing,
+ * so a UI can draw the tree of agents of a run.
  *
  * @generated from message agentstream.v1.GroupPayload
  */
 export type GroupPayload = Message$1<"agentstream.v1.GroupPayload"> & {
   /**
-   * The group's id.
+   * The group's id: the tool call id that started the nested run or the handoff.
    *
    * @generated from field: string group_id = 1;
    */
   groupId: string;
 
   /**
-   * Names of the agents in the group.
+   * Names of the agents involved (from_agent, to_agent).
    *
    * @generated from field: repeated string members = 2;
    */
   members: string[];
 
   /**
-   * Free-form text about the group event.
+   * Free-form text about the group event: the handoff's reason, or a nested run's answer on agent_end.
    *
    * @generated from field: string content = 3;
    */
   content: string;
+
+  /**
+   * What happened.
+   *
+   * @generated from field: agentstream.v1.GroupEventKind kind = 4;
+   */
+  kind: GroupEventKind;
+
+  /**
+   * The agent control or the call came from.
+   *
+   * @generated from field: string from_agent = 5;
+   */
+  fromAgent: string;
+
+  /**
+   * The agent control or the call went to.
+   *
+   * @generated from field: string to_agent = 6;
+   */
+  toAgent: string;
+
+  /**
+   * The tool call (transfer_to_<agent> or the agent-as-tool call) behind the event.
+   *
+   * @generated from field: string tool_call_id = 7;
+   */
+  toolCallId: string;
+
+  /**
+   * Nesting depth of to_agent's run (0 = top level).
+   *
+   * @generated from field: uint32 depth = 8;
+   */
+  depth: number;
+
+  /**
+   * agent_end only: tokens used by the nested run (all its LLM calls, nested ones included).
+   *
+   * @generated from field: agentstream.v1.Usage usage = 9;
+   */
+  usage?: Usage | undefined;
+
+  /**
+   * agent_end only: false when the nested run failed (its error text is in content).
+   *
+   * @generated from field: bool success = 10;
+   */
+  success: boolean;
 };
 
 /**
@@ -659,6 +747,84 @@ export type MemoryPayload = Message$1<"agentstream.v1.MemoryPayload"> & {
  */
 export const MemoryPayloadSchema: GenMessage<MemoryPayload> = /*@__PURE__*/
   messageDesc(file_agentstream_v1_message, 11);
+
+/**
+ * InterruptPayload reports that a run waits for a person, or that the wait is over.
+ *
+ * @generated from message agentstream.v1.InterruptPayload
+ */
+export type InterruptPayload = Message$1<"agentstream.v1.InterruptPayload"> & {
+  /**
+   * Names the interrupt in ResolveInterrupt; unique within its run.
+   *
+   * @generated from field: string interrupt_id = 1;
+   */
+  interruptId: string;
+
+  /**
+   * What the person is asked for.
+   *
+   * @generated from field: agentstream.v1.InterruptKind kind = 2;
+   */
+  kind: InterruptKind;
+
+  /**
+   * TOOL_APPROVAL: the tool calls awaiting approval.
+   *
+   * @generated from field: repeated agentstream.v1.ActionModel tool_calls = 3;
+   */
+  toolCalls: ActionModel[];
+
+  /**
+   * The question for the person (INPUT), or a description of what awaits approval.
+   *
+   * @generated from field: string question = 4;
+   */
+  question: string;
+
+  /**
+   * The agent that asked.
+   *
+   * @generated from field: string agent_name = 5;
+   */
+  agentName: string;
+
+  /**
+   * When the interrupt resolves itself as rejected if nobody answers (the agents file's approval_timeout).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 6;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * Set on topic "interrupt_resolved": true when the calls were approved (TOOL_APPROVAL) or answered (INPUT).
+   *
+   * @generated from field: bool approved = 7;
+   */
+  approved: boolean;
+
+  /**
+   * Set on topic "interrupt_resolved": the person's message (the answer to an INPUT question), or why the
+   * interrupt resolved without one (e.g. the approval timeout passed).
+   *
+   * @generated from field: string message = 8;
+   */
+  message: string;
+
+  /**
+   * True on topic "interrupt_resolved" events.
+   *
+   * @generated from field: bool resolved = 9;
+   */
+  resolved: boolean;
+};
+
+/**
+ * Describes the message agentstream.v1.InterruptPayload.
+ * Use `create(InterruptPayloadSchema)` to create a new message.
+ */
+export const InterruptPayloadSchema: GenMessage<InterruptPayload> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_message, 12);
 
 /**
  * TaskStatus is the status of a run (task).
@@ -714,6 +880,14 @@ export enum TaskStatus {
    * @generated from enum value: TASK_STATUS_INTERRUPTED = 6;
    */
   INTERRUPTED = 6,
+
+  /**
+   * The run waits for a person: a tool call to approve or a question to answer (see InterruptPayload).
+   * Not final: the run goes on with RUNNING once ResolveInterrupt (or the approval timeout) decides.
+   *
+   * @generated from enum value: TASK_STATUS_INPUT_REQUIRED = 7;
+   */
+  INPUT_REQUIRED = 7,
 }
 
 /**
@@ -721,4 +895,79 @@ export enum TaskStatus {
  */
 export const TaskStatusSchema: GenEnum<TaskStatus> = /*@__PURE__*/
   enumDesc(file_agentstream_v1_message, 0);
+
+/**
+ * GroupEventKind says what a GroupPayload reports.
+ *
+ * @generated from enum agentstream.v1.GroupEventKind
+ */
+export enum GroupEventKind {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: GROUP_EVENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Control passed from from_agent to to_agent for the rest of the run (topic "handoff").
+   *
+   * @generated from enum value: GROUP_EVENT_KIND_HANDOFF = 1;
+   */
+  HANDOFF = 1,
+
+  /**
+   * A nested agent run started: from_agent called to_agent as a tool (topic "agent_start").
+   *
+   * @generated from enum value: GROUP_EVENT_KIND_AGENT_START = 2;
+   */
+  AGENT_START = 2,
+
+  /**
+   * A nested agent run ended; its answer is the tool result (topic "agent_end").
+   *
+   * @generated from enum value: GROUP_EVENT_KIND_AGENT_END = 3;
+   */
+  AGENT_END = 3,
+}
+
+/**
+ * Describes the enum agentstream.v1.GroupEventKind.
+ */
+export const GroupEventKindSchema: GenEnum<GroupEventKind> = /*@__PURE__*/
+  enumDesc(file_agentstream_v1_message, 1);
+
+/**
+ * InterruptKind says what a person is asked for.
+ *
+ * @generated from enum agentstream.v1.InterruptKind
+ */
+export enum InterruptKind {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: INTERRUPT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Approve or reject the listed tool calls before they run.
+   *
+   * @generated from enum value: INTERRUPT_KIND_TOOL_APPROVAL = 1;
+   */
+  TOOL_APPROVAL = 1,
+
+  /**
+   * Answer the question (the agent's ask_user tool); the answer is the tool result.
+   *
+   * @generated from enum value: INTERRUPT_KIND_INPUT = 2;
+   */
+  INPUT = 2,
+}
+
+/**
+ * Describes the enum agentstream.v1.InterruptKind.
+ */
+export const InterruptKindSchema: GenEnum<InterruptKind> = /*@__PURE__*/
+  enumDesc(file_agentstream_v1_message, 2);
 

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MessageSchema, TaskPayload, TaskStatus } from "./message_pb.js";
+import type { ActionModel, InterruptPayload, MessageSchema, TaskPayload, TaskStatus } from "./message_pb.js";
 import { file_agentstream_v1_message } from "./message_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentstream/v1/runner_service.proto.
  */
 export const file_agentstream_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNhZ2VudHN0cmVhbS92MS9ydW5uZXJfc2VydmljZS5wcm90bxIOYWdlbnRzdHJlYW0udjEilwMKE1N0cmVhbWluZ1J1blJlcXVlc3QSDQoFaW5wdXQYASABKAkSDQoFYWdlbnQYAiABKAkSNQoOc3RyZWFtaW5nX21vZGUYAyABKA4yHS5hZ2VudHN0cmVhbS52MS5TdHJlYW1pbmdNb2RlEhIKCnNlc3Npb25faWQYBCABKAkSDgoGcnVuX2lkGAUgASgJEkMKCG1ldGFkYXRhGAYgAygLMjEuYWdlbnRzdHJlYW0udjEuU3RyZWFtaW5nUnVuUmVxdWVzdC5NZXRhZGF0YUVudHJ5EioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoPY2h1bmtfd2luZG93X21zGAggASgNSACIAQESMwoNb25fZGlzY29ubmVjdBgJIAEoDjIcLmFnZW50c3RyZWFtLnYxLk9uRGlzY29ubmVjdBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEgoQX2NodW5rX3dpbmRvd19tcyKjAgoPU3RhcnRSdW5SZXF1ZXN0Eg0KBWlucHV0GAEgASgJEg0KBWFnZW50GAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDgoGcnVuX2lkGAQgASgJEj8KCG1ldGFkYXRhGAUgAygLMi0uYWdlbnRzdHJlYW0udjEuU3RhcnRSdW5SZXF1ZXN0Lk1ldGFkYXRhRW50cnkSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcCg9jaHVua193aW5kb3dfbXMYByABKA1IAIgBARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEgoQX2NodW5rX3dpbmRvd19tcyIiChBTdGFydFJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSJvChNTdWJzY3JpYmVSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQSNQoOc3RyZWFtaW5nX21vZGUYAyABKA4yHS5hZ2VudHN0cmVhbS52MS5TdHJlYW1pbmdNb2RlIjIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJZChFDYW5jZWxSdW5SZXNwb25zZRIYChBhbHJlYWR5X2ZpbmlzaGVkGAEgASgIEioKBnN0YXR1cxgCIAEoDjIaLmFnZW50c3RyZWFtLnYxLlRhc2tTdGF0dXMiHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkihgIKA1J1bhIOCgZydW5faWQYASABKAkSDQoFYWdlbnQYAiABKAkSKgoGc3RhdHVzGAMgASgOMhouYWdlbnRzdHJlYW0udjEuVGFza1N0YXR1cxIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbGFzdF9zZXEYBiABKAQSLQoIcmVzcG9uc2UYByABKAsyGy5hZ2VudHN0cmVhbS52MS5UYXNrUGF5bG9hZBISCgpzZXNzaW9uX2lkGAggASgJKmMKDE9uRGlzY29ubmVjdBIdChlPTl9ESVNDT05ORUNUX1VOU1BFQ0lGSUVEEAASGAoUT05fRElTQ09OTkVDVF9DQU5DRUwQARIaChZPTl9ESVNDT05ORUNUX0NPTlRJTlVFEAIqtgEKDVN0cmVhbWluZ01vZGUSHgoaU1RSRUFNSU5HX01PREVfVU5TUEVDSUZJRUQQABIXChNTVFJFQU1JTkdfTU9ERV9DT1JFEAESGAoUU1RSRUFNSU5HX01PREVfQ0hVTksQAhIZChVTVFJFQU1JTkdfTU9ERV9PVVRQVVQQAxIfChtTVFJFQU1JTkdfTU9ERV9DSFVOS19PVVRQVVQQBBIWChJTVFJFQU1JTkdfTU9ERV9BTEwQBTKOAwoNUnVubmVyU2VydmljZRJOCgxTdHJlYW1pbmdSdW4SIy5hZ2VudHN0cmVhbS52MS5TdHJlYW1pbmdSdW5SZXF1ZXN0GhcuYWdlbnRzdHJlYW0udjEuTWVzc2FnZTABEk0KCFN0YXJ0UnVuEh8uYWdlbnRzdHJlYW0udjEuU3RhcnRSdW5SZXF1ZXN0GiAuYWdlbnRzdHJlYW0udjEuU3RhcnRSdW5SZXNwb25zZRJOCgxTdWJzY3JpYmVSdW4SIy5hZ2VudHN0cmVhbS52MS5TdWJzY3JpYmVSdW5SZXF1ZXN0GhcuYWdlbnRzdHJlYW0udjEuTWVzc2FnZTABElAKCUNhbmNlbFJ1bhIgLmFnZW50c3RyZWFtLnYxLkNhbmNlbFJ1blJlcXVlc3QaIS5hZ2VudHN0cmVhbS52MS5DYW5jZWxSdW5SZXNwb25zZRI8CgZHZXRSdW4SHS5hZ2VudHN0cmVhbS52MS5HZXRSdW5SZXF1ZXN0GhMuYWdlbnRzdHJlYW0udjEuUnVuQktaSWdpdGh1Yi5jb20vYWdlbnRzdHJlYW0vYWdlbnRzdHJlYW0vY2xpZW50cy9nby9hZ2VudHN0cmVhbXYxO2FnZW50c3RyZWFtdjFiBnByb3RvMw", [file_agentstream_v1_message, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiNhZ2VudHN0cmVhbS92MS9ydW5uZXJfc2VydmljZS5wcm90bxIOYWdlbnRzdHJlYW0udjEisgMKE1N0cmVhbWluZ1J1blJlcXVlc3QSDQoFaW5wdXQYASABKAkSDQoFYWdlbnQYAiABKAkSNQoOc3RyZWFtaW5nX21vZGUYAyABKA4yHS5hZ2VudHN0cmVhbS52MS5TdHJlYW1pbmdNb2RlEhIKCnNlc3Npb25faWQYBCABKAkSDgoGcnVuX2lkGAUgASgJEkMKCG1ldGFkYXRhGAYgAygLMjEuYWdlbnRzdHJlYW0udjEuU3RyZWFtaW5nUnVuUmVxdWVzdC5NZXRhZGF0YUVudHJ5EioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoPY2h1bmtfd2luZG93X21zGAggASgNSACIAQESMwoNb25fZGlzY29ubmVjdBgJIAEoDjIcLmFnZW50c3RyZWFtLnYxLk9uRGlzY29ubmVjdBIZChFleGNsdWRlX3JlYXNvbmluZxgKIAEoCBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEgoQX2NodW5rX3dpbmRvd19tcyKjAgoPU3RhcnRSdW5SZXF1ZXN0Eg0KBWlucHV0GAEgASgJEg0KBWFnZW50GAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDgoGcnVuX2lkGAQgASgJEj8KCG1ldGFkYXRhGAUgAygLMi0uYWdlbnRzdHJlYW0udjEuU3RhcnRSdW5SZXF1ZXN0Lk1ldGFkYXRhRW50cnkSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIcCg9jaHVua193aW5kb3dfbXMYByABKA1IAIgBARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEgoQX2NodW5rX3dpbmRvd19tcyIiChBTdGFydFJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSKKAQoTU3Vic2NyaWJlUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEEjUKDnN0cmVhbWluZ19tb2RlGAMgASgOMh0uYWdlbnRzdHJlYW0udjEuU3RyZWFtaW5nTW9kZRIZChFleGNsdWRlX3JlYXNvbmluZxgEIAEoCCIyChBDYW5jZWxSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiWQoRQ2FuY2VsUnVuUmVzcG9uc2USGAoQYWxyZWFkeV9maW5pc2hlZBgBIAEoCBIqCgZzdGF0dXMYAiABKA4yGi5hZ2VudHN0cmVhbS52MS5UYXNrU3RhdHVzIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIsQCCgNSdW4SDgoGcnVuX2lkGAEgASgJEg0KBWFnZW50GAIgASgJEioKBnN0YXR1cxgDIAEoDjIaLmFnZW50c3RyZWFtLnYxLlRhc2tTdGF0dXMSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGAYgASgEEi0KCHJlc3BvbnNlGAcgASgLMhsuYWdlbnRzdHJlYW0udjEuVGFza1BheWxvYWQSEgoKc2Vzc2lvbl9pZBgIIAEoCRI8ChJwZW5kaW5nX2ludGVycnVwdHMYCSADKAsyIC5hZ2VudHN0cmVhbS52MS5JbnRlcnJ1cHRQYXlsb2FkIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiKgoURGVsZXRlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIuChVEZWxldGVTZXNzaW9uUmVzcG9uc2USFQoNZGVsZXRlZF90dXJucxgBIAEoDSKyAQoLU2Vzc2lvblR1cm4SDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEi8KCnRvb2xfY2FsbHMYAyADKAsyGy5hZ2VudHN0cmVhbS52MS5BY3Rpb25Nb2RlbBIUCgx0b29sX2NhbGxfaWQYBCABKAkSGQoRcmVhc29uaW5nX2NvbnRlbnQYBSABKAkSDgoGcnVuX2lkGAYgASgJEhIKCmFnZW50X25hbWUYByABKAkizwEKB1Nlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRIqCgV0dXJucxgCIAMoCzIbLmFnZW50c3RyZWFtLnYxLlNlc3Npb25UdXJuEg8KB3J1bl9pZHMYAyADKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGl2ZV9ydW5faWQYBiABKAkiYQoXUmVzb2x2ZUludGVycnVwdFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhQKDGludGVycnVwdF9pZBgCIAEoCRIPCgdhcHByb3ZlGAMgASgIEg8KB21lc3NhZ2UYBCABKAkiRgoYUmVzb2x2ZUludGVycnVwdFJlc3BvbnNlEioKBnN0YXR1cxgBIAEoDjIaLmFnZW50c3RyZWFtLnYxLlRhc2tTdGF0dXMqYwoMT25EaXNjb25uZWN0Eh0KGU9OX0RJU0NPTk5FQ1RfVU5TUEVDSUZJRUQQABIYChRPTl9ESVNDT05ORUNUX0NBTkNFTBABEhoKFk9OX0RJU0NPTk5FQ1RfQ09OVElOVUUQAiq2AQoNU3RyZWFtaW5nTW9kZRIeChpTVFJFQU1JTkdfTU9ERV9VTlNQRUNJRklFRBAAEhcKE1NUUkVBTUlOR19NT0RFX0NPUkUQARIYChRTVFJFQU1JTkdfTU9ERV9DSFVOSxACEhkKFVNUUkVBTUlOR19NT0RFX09VVFBVVBADEh8KG1NUUkVBTUlOR19NT0RFX0NIVU5LX09VVFBVVBAEEhYKElNUUkVBTUlOR19NT0RFX0FMTBAFMp0FCg1SdW5uZXJTZXJ2aWNlEk4KDFN0cmVhbWluZ1J1bhIjLmFnZW50c3RyZWFtLnYxLlN0cmVhbWluZ1J1blJlcXVlc3QaFy5hZ2VudHN0cmVhbS52MS5NZXNzYWdlMAESTQoIU3RhcnRSdW4SHy5hZ2VudHN0cmVhbS52MS5TdGFydFJ1blJlcXVlc3QaIC5hZ2VudHN0cmVhbS52MS5TdGFydFJ1blJlc3BvbnNlEk4KDFN1YnNjcmliZVJ1bhIjLmFnZW50c3RyZWFtLnYxLlN1YnNjcmliZVJ1blJlcXVlc3QaFy5hZ2VudHN0cmVhbS52MS5NZXNzYWdlMAESUAoJQ2FuY2VsUnVuEiAuYWdlbnRzdHJlYW0udjEuQ2FuY2VsUnVuUmVxdWVzdBohLmFnZW50c3RyZWFtLnYxLkNhbmNlbFJ1blJlc3BvbnNlEjwKBkdldFJ1bhIdLmFnZW50c3RyZWFtLnYxLkdldFJ1blJlcXVlc3QaEy5hZ2VudHN0cmVhbS52MS5SdW4SSAoKR2V0U2Vzc2lvbhIhLmFnZW50c3RyZWFtLnYxLkdldFNlc3Npb25SZXF1ZXN0GhcuYWdlbnRzdHJlYW0udjEuU2Vzc2lvbhJcCg1EZWxldGVTZXNzaW9uEiQuYWdlbnRzdHJlYW0udjEuRGVsZXRlU2Vzc2lvblJlcXVlc3QaJS5hZ2VudHN0cmVhbS52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USZQoQUmVzb2x2ZUludGVycnVwdBInLmFnZW50c3RyZWFtLnYxLlJlc29sdmVJbnRlcnJ1cHRSZXF1ZXN0GiguYWdlbnRzdHJlYW0udjEuUmVzb2x2ZUludGVycnVwdFJlc3BvbnNlQktaSWdpdGh1Yi5jb20vYWdlbnRzdHJlYW0vYWdlbnRzdHJlYW0vY2xpZW50cy9nby9hZ2VudHN0cmVhbXYxO2FnZW50c3RyZWFtdjFiBnByb3RvMw", [file_agentstream_v1_message, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * StreamingRunRequest asks for one run of an agent.
@@ -89,6 +89,14 @@ export type StreamingRunRequest = Message<"agentstream.v1.StreamingRunRequest"> 
    * @generated from field: agentstream.v1.OnDisconnect on_disconnect = 9;
    */
   onDisconnect: OnDisconnect;
+
+  /**
+   * Drop reasoning from this stream: chunks carrying only reasoning are not sent, and reasoning_content
+   * is cleared from the chunks and agent steps that are (the run's log keeps it for other readers).
+   *
+   * @generated from field: bool exclude_reasoning = 10;
+   */
+  excludeReasoning: boolean;
 };
 
 /**
@@ -208,6 +216,13 @@ export type SubscribeRunRequest = Message<"agentstream.v1.SubscribeRunRequest"> 
    * @generated from field: agentstream.v1.StreamingMode streaming_mode = 3;
    */
   streamingMode: StreamingMode;
+
+  /**
+   * Drop reasoning from this stream (see StreamingRunRequest.exclude_reasoning).
+   *
+   * @generated from field: bool exclude_reasoning = 4;
+   */
+  excludeReasoning: boolean;
 };
 
 /**
@@ -355,6 +370,13 @@ export type Run = Message<"agentstream.v1.Run"> & {
    * @generated from field: string session_id = 8;
    */
   sessionId: string;
+
+  /**
+   * While the status is INPUT_REQUIRED: the interrupts waiting for ResolveInterrupt.
+   *
+   * @generated from field: repeated agentstream.v1.InterruptPayload pending_interrupts = 9;
+   */
+  pendingInterrupts: InterruptPayload[];
 };
 
 /**
@@ -363,6 +385,251 @@ export type Run = Message<"agentstream.v1.Run"> & {
  */
 export const RunSchema: GenMessage<Run> = /*@__PURE__*/
   messageDesc(file_agentstream_v1_runner_service, 7);
+
+/**
+ * GetSessionRequest names a conversation.
+ *
+ * @generated from message agentstream.v1.GetSessionRequest
+ */
+export type GetSessionRequest = Message<"agentstream.v1.GetSessionRequest"> & {
+  /**
+   * The session to describe.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message agentstream.v1.GetSessionRequest.
+ * Use `create(GetSessionRequestSchema)` to create a new message.
+ */
+export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_runner_service, 8);
+
+/**
+ * DeleteSessionRequest names a conversation to forget.
+ *
+ * @generated from message agentstream.v1.DeleteSessionRequest
+ */
+export type DeleteSessionRequest = Message<"agentstream.v1.DeleteSessionRequest"> & {
+  /**
+   * The session to delete.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message agentstream.v1.DeleteSessionRequest.
+ * Use `create(DeleteSessionRequestSchema)` to create a new message.
+ */
+export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_runner_service, 9);
+
+/**
+ * DeleteSessionResponse confirms a deletion.
+ *
+ * @generated from message agentstream.v1.DeleteSessionResponse
+ */
+export type DeleteSessionResponse = Message<"agentstream.v1.DeleteSessionResponse"> & {
+  /**
+   * How many turns were forgotten.
+   *
+   * @generated from field: uint32 deleted_turns = 1;
+   */
+  deletedTurns: number;
+};
+
+/**
+ * Describes the message agentstream.v1.DeleteSessionResponse.
+ * Use `create(DeleteSessionResponseSchema)` to create a new message.
+ */
+export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_runner_service, 10);
+
+/**
+ * SessionTurn is one entry of a conversation's history, as the model sees it.
+ *
+ * @generated from message agentstream.v1.SessionTurn
+ */
+export type SessionTurn = Message<"agentstream.v1.SessionTurn"> & {
+  /**
+   * "user", "assistant" or "tool".
+   *
+   * @generated from field: string role = 1;
+   */
+  role: string;
+
+  /**
+   * The text: the user's input, the assistant's answer, or a tool's result.
+   *
+   * @generated from field: string content = 2;
+   */
+  content: string;
+
+  /**
+   * assistant turns: the tool calls the model asked for.
+   *
+   * @generated from field: repeated agentstream.v1.ActionModel tool_calls = 3;
+   */
+  toolCalls: ActionModel[];
+
+  /**
+   * tool turns: the call this result answers.
+   *
+   * @generated from field: string tool_call_id = 4;
+   */
+  toolCallId: string;
+
+  /**
+   * assistant turns: the model's reasoning, kept for models that need it back.
+   *
+   * @generated from field: string reasoning_content = 5;
+   */
+  reasoningContent: string;
+
+  /**
+   * The run that added the turn.
+   *
+   * @generated from field: string run_id = 6;
+   */
+  runId: string;
+
+  /**
+   * The agent that produced the turn (assistant and tool turns).
+   *
+   * @generated from field: string agent_name = 7;
+   */
+  agentName: string;
+};
+
+/**
+ * Describes the message agentstream.v1.SessionTurn.
+ * Use `create(SessionTurnSchema)` to create a new message.
+ */
+export const SessionTurnSchema: GenMessage<SessionTurn> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_runner_service, 11);
+
+/**
+ * Session is a conversation: the runs that share a session_id and the history they built.
+ *
+ * @generated from message agentstream.v1.Session
+ */
+export type Session = Message<"agentstream.v1.Session"> & {
+  /**
+   * The session's id.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Its history, oldest first (older turns dropped past the server's bounds).
+   *
+   * @generated from field: repeated agentstream.v1.SessionTurn turns = 2;
+   */
+  turns: SessionTurn[];
+
+  /**
+   * The runs of the session, oldest first.
+   *
+   * @generated from field: repeated string run_ids = 3;
+   */
+  runIds: string[];
+
+  /**
+   * When its first run started.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When its history last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 5;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * The run in progress on the session, if any.
+   *
+   * @generated from field: string live_run_id = 6;
+   */
+  liveRunId: string;
+};
+
+/**
+ * Describes the message agentstream.v1.Session.
+ * Use `create(SessionSchema)` to create a new message.
+ */
+export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_runner_service, 12);
+
+/**
+ * ResolveInterruptRequest answers a run's interrupt.
+ *
+ * @generated from message agentstream.v1.ResolveInterruptRequest
+ */
+export type ResolveInterruptRequest = Message<"agentstream.v1.ResolveInterruptRequest"> & {
+  /**
+   * The run waiting.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The interrupt being answered (InterruptPayload.interrupt_id).
+   *
+   * @generated from field: string interrupt_id = 2;
+   */
+  interruptId: string;
+
+  /**
+   * TOOL_APPROVAL: true runs the calls, false rejects them. INPUT: true answers with message.
+   *
+   * @generated from field: bool approve = 3;
+   */
+  approve: boolean;
+
+  /**
+   * The answer to an INPUT question, or why the calls were rejected (sent to the model).
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message agentstream.v1.ResolveInterruptRequest.
+ * Use `create(ResolveInterruptRequestSchema)` to create a new message.
+ */
+export const ResolveInterruptRequestSchema: GenMessage<ResolveInterruptRequest> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_runner_service, 13);
+
+/**
+ * ResolveInterruptResponse confirms a decision.
+ *
+ * @generated from message agentstream.v1.ResolveInterruptResponse
+ */
+export type ResolveInterruptResponse = Message<"agentstream.v1.ResolveInterruptResponse"> & {
+  /**
+   * The run's status after the decision (RUNNING, or INPUT_REQUIRED while other interrupts wait).
+   *
+   * @generated from field: agentstream.v1.TaskStatus status = 1;
+   */
+  status: TaskStatus;
+};
+
+/**
+ * Describes the message agentstream.v1.ResolveInterruptResponse.
+ * Use `create(ResolveInterruptResponseSchema)` to create a new message.
+ */
+export const ResolveInterruptResponseSchema: GenMessage<ResolveInterruptResponse> = /*@__PURE__*/
+  messageDesc(file_agentstream_v1_runner_service, 14);
 
 /**
  * OnDisconnect says what happens to a StreamingRun's run when its caller goes away.
@@ -518,6 +785,42 @@ export const RunnerService: GenService<{
     methodKind: "unary";
     input: typeof GetRunRequestSchema;
     output: typeof RunSchema;
+  },
+  /**
+   * GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs
+   * that made them, and its times. Unknown session: NOT_FOUND with reason SESSION_NOT_FOUND.
+   *
+   * @generated from rpc agentstream.v1.RunnerService.GetSession
+   */
+  getSession: {
+    methodKind: "unary";
+    input: typeof GetSessionRequestSchema;
+    output: typeof SessionSchema;
+  },
+  /**
+   * DeleteSession forgets a conversation's history. Unknown session: NOT_FOUND (SESSION_NOT_FOUND);
+   * a session with a live run: FAILED_PRECONDITION (SESSION_BUSY).
+   *
+   * @generated from rpc agentstream.v1.RunnerService.DeleteSession
+   */
+  deleteSession: {
+    methodKind: "unary";
+    input: typeof DeleteSessionRequestSchema;
+    output: typeof DeleteSessionResponseSchema;
+  },
+  /**
+   * ResolveInterrupt answers a run waiting for a person (status INPUT_REQUIRED): approve or reject the
+   * tool calls of a TOOL_APPROVAL interrupt, or answer an INPUT question with message. Rejected calls
+   * become tool results with is_error and the message, and the model goes on. Works from any replica and
+   * any caller of the run's tenant. Unknown run or interrupt: NOT_FOUND (INTERRUPT_NOT_FOUND); already
+   * resolved: FAILED_PRECONDITION (INTERRUPT_ALREADY_RESOLVED).
+   *
+   * @generated from rpc agentstream.v1.RunnerService.ResolveInterrupt
+   */
+  resolveInterrupt: {
+    methodKind: "unary";
+    input: typeof ResolveInterruptRequestSchema;
+    output: typeof ResolveInterruptResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_agentstream_v1_runner_service, 0);
