@@ -764,7 +764,9 @@ type ToolResultPayload struct {
 	// How long the tool ran.
 	Duration *durationpb.Duration `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
 	// The agent that asked for the call.
-	AgentName     string `protobuf:"bytes,6,opt,name=agent_name,json=agentName,proto3" json:"agent_name,omitempty"`
+	AgentName string `protobuf:"bytes,6,opt,name=agent_name,json=agentName,proto3" json:"agent_name,omitempty"`
+	// For a tool of an MCP server: the server's name in the agents file ([mcp_servers.NAME]); empty otherwise.
+	McpServer     string `protobuf:"bytes,7,opt,name=mcp_server,json=mcpServer,proto3" json:"mcp_server,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -837,6 +839,13 @@ func (x *ToolResultPayload) GetDuration() *durationpb.Duration {
 func (x *ToolResultPayload) GetAgentName() string {
 	if x != nil {
 		return x.AgentName
+	}
+	return ""
+}
+
+func (x *ToolResultPayload) GetMcpServer() string {
+	if x != nil {
+		return x.McpServer
 	}
 	return ""
 }
@@ -1615,7 +1624,7 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"agent_name\x18\x04 \x01(\tR\tagentName\x12/\n" +
 	"\x06params\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x06params\"H\n" +
 	"\x0fToolCallPayload\x125\n" +
-	"\aactions\x18\x01 \x03(\v2\x1b.agentstream.v1.ActionModelR\aactions\"\xdd\x01\n" +
+	"\aactions\x18\x01 \x03(\v2\x1b.agentstream.v1.ActionModelR\aactions\"\xfc\x01\n" +
 	"\x11ToolResultPayload\x12 \n" +
 	"\ftool_call_id\x18\x01 \x01(\tR\n" +
 	"toolCallId\x12\x1b\n" +
@@ -1624,7 +1633,9 @@ const file_agentstream_v1_message_proto_rawDesc = "" +
 	"\bis_error\x18\x04 \x01(\bR\aisError\x125\n" +
 	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1d\n" +
 	"\n" +
-	"agent_name\x18\x06 \x01(\tR\tagentName\"\x9a\x02\n" +
+	"agent_name\x18\x06 \x01(\tR\tagentName\x12\x1d\n" +
+	"\n" +
+	"mcp_server\x18\a \x01(\tR\tmcpServer\"\x9a\x02\n" +
 	"\x10AgentStepPayload\x12\x1d\n" +
 	"\n" +
 	"agent_name\x18\x01 \x01(\tR\tagentName\x12\x12\n" +

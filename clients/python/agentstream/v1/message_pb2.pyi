@@ -400,6 +400,7 @@ class ToolResultPayload(_message.Message):
     IS_ERROR_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
     AGENT_NAME_FIELD_NUMBER: _builtins.int
+    MCP_SERVER_FIELD_NUMBER: _builtins.int
     tool_call_id: _builtins.str
     """The id of the call this result answers."""
     tool_name: _builtins.str
@@ -410,6 +411,8 @@ class ToolResultPayload(_message.Message):
     """True when the tool raised or its arguments were invalid; the text is sent to the model."""
     agent_name: _builtins.str
     """The agent that asked for the call."""
+    mcp_server: _builtins.str
+    """For a tool of an MCP server: the server's name in the agents file ([mcp_servers.NAME]); empty otherwise."""
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
         """How long the tool ran."""
@@ -423,10 +426,11 @@ class ToolResultPayload(_message.Message):
         is_error: _builtins.bool = ...,
         duration: _duration_pb2.Duration | None = ...,
         agent_name: _builtins.str = ...,
+        mcp_server: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "content", b"content", "duration", b"duration", "is_error", b"is_error", "tool_call_id", b"tool_call_id", "tool_name", b"tool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "content", b"content", "duration", b"duration", "is_error", b"is_error", "mcp_server", b"mcp_server", "tool_call_id", b"tool_call_id", "tool_name", b"tool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
