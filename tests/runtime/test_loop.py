@@ -107,7 +107,7 @@ async def test_a_text_only_run_yields_memory_chunks_step_and_output_in_order() -
         MemoryAppended(role="user", content="hi", agent_name="a"),
     ]
     assert events[2:4] == [Chunk("Hel", "scripted", "a", 1), Chunk("lo", "scripted", "a", 1, reasoning_content="hmm")]
-    assert events[4] == AgentStep("a", 1, "Hello", (), "stop", Usage(3, 2, 5))
+    assert events[4] == AgentStep("a", 1, "Hello", (), "stop", Usage(3, 2, 5), reasoning_content="hmm")
     assert events[5] == MemoryAppended(role="assistant", content="Hello", agent_name="a")
     assert events[-1] == Output(content="Hello", agent_name="a")
     assert model.sent[0] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]

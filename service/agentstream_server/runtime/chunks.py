@@ -94,6 +94,7 @@ def chunk_deltas(payload: dict[str, Any]) -> list[LLMDelta]:
                         prompt_tokens=_token_count(usage, "prompt_tokens"),
                         completion_tokens=_token_count(usage, "completion_tokens"),
                         total_tokens=_token_count(usage, "total_tokens"),
+                        reasoning_tokens=_reasoning_tokens(usage),
                     )
                 )
             )
@@ -142,13 +143,23 @@ def _optional_str(value: object, where: str) -> str | None:
     return utf8_safe(value)
 
 
-def _token_count(usage: dict[str, Any], name: str) -> int:
+def _token_count(usage: dict[str, Any], name: str, where: str = "usage") -> int:
     value = usage.get(name)
     if value is None:
         return 0
     if type(value) is not int:
-        raise _malformed(f"usage.{name}", value, "an integer")
+        raise _malformed(f"{where}.{name}", value, "an integer")
     return 0 if value < 0 else min(value, MAX_TOKEN_COUNT)
+
+
+def _reasoning_tokens(usage: dict[str, Any]) -> int:
+    """usage.completion_tokens_details.reasoning_tokens, as OpenAI-compatible endpoints report it (0 if absent)."""
+    details = usage.get("completion_tokens_details")
+    if details is None:
+        return 0
+    if type(details) is not dict:
+        raise _malformed("usage.completion_tokens_details", details, "an object")
+    return _token_count(details, "reasoning_tokens", "usage.completion_tokens_details")
 
 
 _JSON_KINDS = {

@@ -30,12 +30,15 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    reasoning_tokens: int = 0
+    """Of completion_tokens, those spent reasoning (when the endpoint reports it)."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
 
@@ -98,6 +101,8 @@ class AgentStep:
     tool_calls: tuple[Action, ...] = ()
     finish_reason: str = ""
     usage: Usage | None = None
+    reasoning_content: str = ""
+    """The reasoning text the model streamed in this step."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +39,20 @@ class _PendingCall:
 
 
 async def run_agent(
-    spec: AgentSpec, user_input: str, model: ChatModel, *, chunk_window_s: float = 0.0
+    spec: AgentSpec,
+    user_input: str,
+    model: ChatModel,
+    *,
+    chunk_window_s: float = 0.0,
+    history: Sequence[Mapping[str, Any]] = (),
 ) -> AsyncGenerator[Event, None]:
     """Run an agent on an input, yielding its events as they happen; the last one is its Output.
 
     Raises MaxStepsExceeded when max_steps turns pass without a final answer, and lets LLMUpstreamError
     through. Closing the generator (or cancelling its consumer) closes the LLM stream and cancels tools.
     With chunk_window_s > 0, text deltas arriving within the window become one Chunk (see coalesce).
+    ``history``: earlier turns of the conversation as OpenAI chat messages, sent between the system prompt and
+    the input (not re-emitted as events).
     """
     tools = {tool.name: tool for tool in spec.tools}
     tool_specs = [openai_tool_spec(tool) for tool in spec.tools]
@@ -53,11 +60,13 @@ async def run_agent(
     if spec.instructions:
         messages.append({"role": "system", "content": spec.instructions})
         yield MemoryAppended(role="system", content=spec.instructions, agent_name=spec.name)
+    messages.extend(dict(turn) for turn in history)
     messages.append({"role": "user", "content": user_input})
     yield MemoryAppended(role="user", content=user_input, agent_name=spec.name)
 
     for step in range(1, spec.max_steps + 1):
         text: list[str] = []
+        reasoning: list[str] = []
         pending: dict[int, _PendingCall] = {}
         finish_reason = ""
         usage: Usage | None = None
@@ -69,6 +78,8 @@ async def run_agent(
             async for delta in deltas:
                 if type(delta) is TextDelta:
                     text.append(delta.content)
+                    if delta.reasoning:
+                        reasoning.append(delta.reasoning)
                     yield Chunk(delta.content, label, spec.name, step, delta.reasoning)
                 elif type(delta) is ToolCallDelta:
                     call = pending.setdefault(delta.index, _PendingCall())
@@ -83,7 +94,7 @@ async def run_agent(
                     usage = delta.usage
         content = "".join(text)
         actions, bad_arguments = _actions(spec.name, step, pending)
-        yield AgentStep(spec.name, step, content, actions, finish_reason, usage)
+        yield AgentStep(spec.name, step, content, actions, finish_reason, usage, "".join(reasoning))
         assistant: dict[str, Any] = {"role": "assistant", "content": content or None}
         if actions:
             assistant["tool_calls"] = [

@@ -87,7 +87,7 @@ def _event(event: Event) -> list[Any]:
         case AgentStep():
             usage = None if event.usage is None else _usage(event.usage)
             return ["agent", event.agent_name, event.step, event.content, [_action(a) for a in event.tool_calls],
-                    event.finish_reason, usage]  # fmt: skip
+                    event.finish_reason, usage, event.reasoning_content]  # fmt: skip
         case TaskStarted():
             return ["task_started", event.agent_name, event.input]
         case TaskFinished():
@@ -116,7 +116,7 @@ def _decode_event(data: Sequence[Any]) -> Event:
     if kind == "agent":
         usage = None if f[5] is None else _decode_usage(f[5])
         return AgentStep(agent_name=f[0], step=f[1], content=f[2], tool_calls=tuple(_decode_action(a) for a in f[3]),
-                         finish_reason=f[4], usage=usage)  # fmt: skip
+                         finish_reason=f[4], usage=usage, reasoning_content=f[6])  # fmt: skip
     if kind == "task_started":
         return TaskStarted(agent_name=f[0], input=f[1])
     if kind == "task_finished":
@@ -144,8 +144,8 @@ def _decode_action(data: Sequence[Any]) -> Action:
 
 
 def _usage(usage: Usage) -> list[int]:
-    return [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens]
+    return [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.reasoning_tokens]
 
 
 def _decode_usage(data: Sequence[int]) -> Usage:
-    return Usage(prompt_tokens=data[0], completion_tokens=data[1], total_tokens=data[2])
+    return Usage(prompt_tokens=data[0], completion_tokens=data[1], total_tokens=data[2], reasoning_tokens=data[3])

@@ -150,6 +150,8 @@ def to_proto(record: RunEvent) -> pb.Message:
             step.finish_reason = event.finish_reason
             if event.usage is not None:
                 _fill_usage(step.usage, event.usage)
+            if event.reasoning_content:
+                step.reasoning_content = event.reasoning_content
         case TaskStarted():
             message.task.status = pb.TASK_STATUS_RUNNING
             message.task.agent_name = event.agent_name
@@ -193,6 +195,7 @@ def _fill_usage(target: pb.Usage, usage: Usage) -> None:
     target.prompt_tokens = usage.prompt_tokens
     target.completion_tokens = usage.completion_tokens
     target.total_tokens = usage.total_tokens
+    target.reasoning_tokens = usage.reasoning_tokens
 
 
 def _fill_task_finished(task: pb.TaskPayload, event: TaskFinished) -> None:
