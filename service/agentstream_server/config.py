@@ -40,6 +40,8 @@ class Settings:
     lease_s: float = 10.0
     redis_max_connections: int = 64
     chunk_window_ms: int = 0
+    max_agent_depth: int = 3
+    max_handoffs: int = 10
     demo_token_delay_s: float = 0.02
     max_finished_runs: int = 10_000
     max_finished_bytes: int = 256 * 1024 * 1024
@@ -188,6 +190,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_LEASE": ("lease_s", _positive_float),
     "AGENTSTREAM_REDIS_MAX_CONNECTIONS": ("redis_max_connections", _positive_int),
     "AGENTSTREAM_CHUNK_WINDOW_MS": ("chunk_window_ms", _non_negative_int),
+    "AGENTSTREAM_MAX_AGENT_DEPTH": ("max_agent_depth", _positive_int),
+    "AGENTSTREAM_MAX_HANDOFFS": ("max_handoffs", _non_negative_int),
     "AGENTSTREAM_DEMO_TOKEN_DELAY": ("demo_token_delay_s", _non_negative_float),
     "AGENTSTREAM_MAX_FINISHED_RUNS": ("max_finished_runs", _non_negative_int),
     "AGENTSTREAM_MAX_FINISHED_BYTES": ("max_finished_bytes", _non_negative_int),

@@ -563,7 +563,7 @@ async def test_regression_tool_arguments_past_the_bound_are_refused_and_the_mode
 
 
 async def test_regression_a_huge_tool_result_is_cut_and_says_so() -> None:
-    from agentstream_server.runtime.loop import MAX_TOOL_RESULT_CHARS
+    from agentstream_server.runtime.tool_calls import MAX_TOOL_RESULT_CHARS
 
     def flood() -> str:
         """Returns far too much."""

@@ -14,6 +14,9 @@ from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import (
     AgentStep,
     Event,
+    GroupEvent,
+    GroupKind,
+    Nested,
     Output,
     TaskError,
     TaskFinished,
@@ -24,6 +27,7 @@ from agentstream_server.runtime.events import (
 )
 from agentstream_server.runtime.loop import run_agent
 from agentstream_server.runtime.model import ChatModel
+from agentstream_server.runtime.team import Team
 from agentstream_server.store.base import RunInfo
 from agentstream_server.store.log import RunLog
 
@@ -84,9 +88,12 @@ class Run:
         """True once the run has ended (its terminal event is in the log)."""
         return self.log.closed
 
-    def start(self, model: ChatModel, on_done: Callable[[Run], None]) -> None:
-        """Start executing the run in its own task; on_done is called once the run has ended."""
-        self._task = asyncio.create_task(self._execute(model), name=f"run:{self.run_id}")
+    def start(self, model: ChatModel, on_done: Callable[[Run], None], *, team: Team | None = None) -> None:
+        """Start executing the run in its own task; on_done is called once the run has ended.
+
+        ``team``: the other agents the run's agents may hand over to or call as tools.
+        """
+        self._task = asyncio.create_task(self._execute(model, team), name=f"run:{self.run_id}")
         self._task.add_done_callback(lambda _: self._ensure_terminal())
         self._task.add_done_callback(lambda _: on_done(self))
 
@@ -118,7 +125,7 @@ class Run:
         if self._task is not None:
             await asyncio.wait({self._task})
 
-    async def _execute(self, model: ChatModel) -> None:
+    async def _execute(self, model: ChatModel, team: Team | None) -> None:
         started = time.monotonic()
         agent_name = self.agent.name
         self.log.append(
@@ -132,15 +139,29 @@ class Run:
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with contextlib.aclosing(
-                    run_agent(self.agent, self.request.input, model, chunk_window_s=self.chunk_window_s)
+                    run_agent(self.agent, self.request.input, model, chunk_window_s=self.chunk_window_s, team=team)
                 ) as events:
                     log = self.log
-                    async for event in events:
-                        if type(event) is AgentStep and event.usage is not None:
-                            usage += event.usage
-                        elif type(event) is Output:
-                            answer = event.content
-                        log.append(event, sender=_sender_of(event, agent_name))
+                    async for item in events:
+                        if isinstance(item, Nested):  # an agent called as a tool: counted, attributed, never the answer
+                            event, scope = item.event, item.scope
+                            if type(event) is AgentStep and event.usage is not None:
+                                usage += event.usage
+                            log.append(
+                                event,
+                                sender=_sender_of(event, scope.agent),
+                                caller=scope.caller,
+                                parent_tool_call_id=scope.parent_tool_call_id,
+                                depth=scope.depth,
+                            )
+                        else:
+                            if type(item) is AgentStep and item.usage is not None:
+                                usage += item.usage
+                            elif type(item) is Output:
+                                answer = item.content
+                            elif type(item) is GroupEvent and item.kind is GroupKind.HANDOFF:
+                                agent_name = item.to_agent  # from now on the run's answer is this agent's
+                            log.append(item, sender=_sender_of(item, agent_name))
                         if log.must_wait:
                             await log.wait_writable()
             terminal = TaskFinished(
@@ -184,7 +205,12 @@ class Run:
 
 
 def _sender_of(event: Event, agent_name: str) -> str:
-    return event.tool_name if type(event) is ToolResult else agent_name
+    """Who produced an event: the tool for a tool result, else the agent that speaks."""
+    if type(event) is ToolResult:
+        return event.tool_name
+    if type(event) is GroupEvent:
+        return event.from_agent or agent_name
+    return getattr(event, "agent_name", "") or agent_name
 
 
 def _failure(status: TaskStatus, error: AgentStreamError, agent_name: str, answer: str) -> TaskFinished:

@@ -26,6 +26,7 @@ from agentstream_server.runs.execution import ModelFactory, Run
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import RunEvent, TaskStatus
+from agentstream_server.runtime.team import DEFAULT_MAX_AGENT_DEPTH, DEFAULT_MAX_HANDOFFS, Team
 from agentstream_server.store.base import NewRun, RunInfo, RunStore
 from agentstream_server.store.log import subscription
 
@@ -48,6 +49,10 @@ class RunLimits:
     """Live runs one tenant may hold, on this replica; 0 = no per-tenant limit."""
     max_run_starts_per_minute: int
     """Runs one tenant may start per minute, on this replica; 0 = no rate limit."""
+    max_agent_depth: int = DEFAULT_MAX_AGENT_DEPTH
+    """How deeply agents called as tools may nest."""
+    max_handoffs: int = DEFAULT_MAX_HANDOFFS
+    """How many handoffs one run may make."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunLimits:
@@ -62,6 +67,8 @@ class RunLimits:
             max_runs_per_peer=settings.max_runs_per_peer,
             max_runs_per_tenant=settings.max_runs_per_tenant,
             max_run_starts_per_minute=settings.max_run_starts_per_minute,
+            max_agent_depth=settings.max_agent_depth,
+            max_handoffs=settings.max_handoffs,
         )
 
 
@@ -85,6 +92,7 @@ class RunManager:
         self._default_agent = default_agent
         self._model_for = model_for
         self._limits = limits
+        self._team = Team(agents, model_for, max_depth=limits.max_agent_depth, max_handoffs=limits.max_handoffs)
         self._local: dict[tuple[str, str], Run] = {}
         """Runs executing (or just executed) here, by (tenant, run id)."""
         self._live: set[Run] = set()
@@ -155,7 +163,7 @@ class RunManager:
             forget_when_held()
 
         held.add_done_callback(forget_when_held)
-        run.start(self._model_for(agent), on_done=on_done)
+        run.start(self._model_for(agent), on_done=on_done, team=self._team)
         logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
         return run
 

@@ -18,7 +18,10 @@ DEFAULT_INSTRUCTIONS = (
     "You are a helpful assistant. Use the calculator tool for arithmetic and the current_time tool for "
     "the date or time; answer concisely."
 )
-_AGENT_KEYS = {"instructions", "model", "tools", "max_steps", "temperature", "tool_timeout", "tool_timeouts"}
+_AGENT_KEYS = {
+    "instructions", "description", "model", "tools", "max_steps", "temperature", "tool_timeout", "tool_timeouts",
+    "handoffs", "agent_tools",
+}  # fmt: skip
 DEFAULT_TOOL_TIMEOUT_S = 60.0
 """Seconds a tool call may take when the agents file sets no tool_timeout."""
 MAX_TEMPERATURE = 2.0
@@ -42,6 +45,12 @@ class AgentSpec:
     tool_timeout_s: float = DEFAULT_TOOL_TIMEOUT_S
     tool_timeouts: Mapping[str, float] = field(default_factory=dict)
     """Per-tool overrides of tool_timeout_s, by tool name."""
+    description: str = ""
+    """What the agent does, told to models that may hand off to it or call it as a tool."""
+    handoffs: tuple[str, ...] = ()
+    """Agents this one may hand the run over to (offered as transfer_to_<name> tools)."""
+    agent_tools: tuple[str, ...] = ()
+    """Agents this one may call as tools (offered under their own names, one `input` parameter)."""
 
     def timeout_for(self, tool_name: str) -> float:
         """Seconds a call of this tool may take before the model is told it did not finish."""
@@ -83,6 +92,7 @@ def load_agents(path: str | os.PathLike[str]) -> AgentCatalog:
     if not isinstance(tables, dict) or not tables:
         raise AgentConfigError(f"{path}: define at least one agent as a [agents.NAME] table")
     agents = {name: _agent(path, name, table) for name, table in tables.items()}
+    check_team(agents, where=str(path))
     default = data.get("default", DEFAULT_AGENT_NAME if DEFAULT_AGENT_NAME in agents else next(iter(agents)))
     if not isinstance(default, str):
         raise AgentConfigError(f"{path}: default must be a string naming an agent; agents: {sorted(agents)}")
@@ -128,6 +138,9 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
             )
     tool_timeouts = {n: _seconds(where, f"tool_timeouts.{n}", value) for n, value in overrides.items()}
     return AgentSpec(
+        description=_typed(where, table, "description", str, ""),
+        handoffs=_agent_names(where, table, "handoffs"),
+        agent_tools=_agent_names(where, table, "agent_tools"),
         name=name,
         instructions=instructions,
         model=model,
@@ -137,6 +150,37 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
         tool_timeout_s=tool_timeout,
         tool_timeouts=tool_timeouts,
     )
+
+
+def _agent_names(where: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+    names = _typed(where, table, key, list, [])
+    if not all(isinstance(name, str) and name for name in names):
+        raise AgentConfigError(f"{where}: {key} must be a list of agent names")
+    if len(set(names)) != len(names):
+        raise AgentConfigError(f"{where}: {key} names an agent twice")
+    return tuple(names)
+
+
+def check_team(agents: Mapping[str, AgentSpec], *, where: str) -> None:
+    """AgentConfigError unless every handoff and agent tool names a defined agent and no two tools share a name."""
+    for spec in agents.values():
+        at = f"{where}: [agents.{spec.name}]"
+        for key, names in (("handoffs", spec.handoffs), ("agent_tools", spec.agent_tools)):
+            unknown = [name for name in names if name not in agents]
+            if unknown:
+                raise AgentConfigError(f"{at}: {key} names undefined agents {unknown}; agents: {sorted(agents)}")
+        offered: dict[str, str] = {tool.name: f"tool {tool.name!r}" for tool in spec.tools}
+        extra = [(handoff_tool_name(n), f"handoff to {n!r}") for n in spec.handoffs]
+        extra += [(n, f"agent tool {n!r}") for n in spec.agent_tools]
+        for name, what in extra:
+            if name in offered:
+                raise AgentConfigError(f"{at}: {offered[name]} and {what} are both offered to the model as {name!r}")
+            offered[name] = what
+
+
+def handoff_tool_name(agent_name: str) -> str:
+    """The tool a model calls to hand the run over to an agent."""
+    return f"transfer_to_{agent_name}"
 
 
 def _seconds(where: str, key: str, value: Any) -> float:

@@ -150,15 +150,36 @@ class Output:
     agent_name: str
 
 
+class GroupKind(enum.Enum):
+    """What a group event reports; the value is the event's topic."""
+
+    HANDOFF = "handoff"
+    AGENT_START = "agent_start"
+    AGENT_END = "agent_end"
+
+
 @dataclass(frozen=True, slots=True)
 class GroupEvent:
-    """A multi-agent group event (reserved for multi-agent runs)."""
+    """A multi-agent event: a handoff, or a nested agent run (an agent called as a tool) starting or ending."""
 
     category: ClassVar[str] = "group"
-    topic: ClassVar[str] = "group"
     group_id: str
     members: tuple[str, ...] = ()
     content: str = ""
+    """The handoff's reason, or a nested run's answer (or error text) on AGENT_END."""
+    kind: GroupKind = GroupKind.HANDOFF
+    from_agent: str = ""
+    to_agent: str = ""
+    tool_call_id: str = ""
+    depth: int = 0
+    """Nesting depth of to_agent's run."""
+    usage: Usage | None = None
+    success: bool = False
+
+    @property
+    def topic(self) -> str:
+        """'handoff', 'agent_start' or 'agent_end'."""
+        return self.kind.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +198,27 @@ Event = Chunk | ToolCall | ToolResult | AgentStep | TaskStarted | TaskFinished |
 
 
 @dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a nested agent's event comes from: the agent, its caller, the tool call that started it, its depth."""
+
+    agent: str
+    caller: str
+    parent_tool_call_id: str
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nested:
+    """An event of a nested agent run (an agent called as a tool), with its scope.
+
+    The runtime yields top-level events bare (the common case costs nothing) and wraps only nested ones.
+    """
+
+    event: Event
+    scope: Scope
+
+
+@dataclass(frozen=True, slots=True)
 class RunEvent:
     """An event as stored in a run's log: the envelope (run id, seq, time) around a domain event."""
 
@@ -189,6 +231,10 @@ class RunEvent:
     receiver: str = ""
     caller: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+    parent_tool_call_id: str = ""
+    """For a nested agent's event: the tool call that started the nested run ("" at top level)."""
+    depth: int = 0
+    """Nesting depth of the agent that produced the event (0 at top level)."""
 
     @property
     def is_terminal(self) -> bool:

@@ -1,11 +1,9 @@
-"""The agent loop: LLM turn -> chunks -> tool calls -> tools (concurrently) -> ... -> final output."""
+"""The agent loop: LLM turn -> chunks -> tool calls -> tools (concurrently) -> ... -> final output, with handoffs."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,15 +16,19 @@ from agentstream_server.runtime.events import (
     AgentStep,
     Chunk,
     Event,
+    GroupEvent,
+    GroupKind,
     MemoryAppended,
+    Nested,
     Output,
     ToolCall,
     ToolResult,
     Usage,
 )
 from agentstream_server.runtime.model import ChatModel, Finish, TextDelta, ToolCallDelta, UsageReport
-from agentstream_server.runtime.tools import Tool, openai_tool_spec
-from agentstream_server.runtime.utf8 import utf8_safe
+from agentstream_server.runtime.team import AgentTools, Team
+from agentstream_server.runtime.tool_calls import Caller, run_tools
+from agentstream_server.runtime.tools import openai_tool_spec
 
 
 @dataclass
@@ -45,7 +47,9 @@ async def run_agent(
     *,
     chunk_window_s: float = 0.0,
     history: Sequence[Mapping[str, Any]] = (),
-) -> AsyncGenerator[Event, None]:
+    team: Team | None = None,
+    depth: int = 0,
+) -> AsyncGenerator[Event | Nested, None]:
     """Run an agent on an input, yielding its events as they happen; the last one is its Output.
 
     Raises MaxStepsExceeded when max_steps turns pass without a final answer, and lets LLMUpstreamError
@@ -53,9 +57,11 @@ async def run_agent(
     With chunk_window_s > 0, text deltas arriving within the window become one Chunk (see coalesce).
     ``history``: earlier turns of the conversation as OpenAI chat messages, sent between the system prompt and
     the input (not re-emitted as events).
+
+    With a ``team``, the agent may hand the run over (``transfer_to_<agent>``: the new agent goes on with the
+    conversation so far, its events name it) and call agents as tools: their events are yielded wrapped in
+    ``Nested`` with their scope; this agent's own events are yielded bare. ``depth`` is this run's nesting depth.
     """
-    tools = {tool.name: tool for tool in spec.tools}
-    tool_specs = [openai_tool_spec(tool) for tool in spec.tools]
     messages: list[dict[str, Any]] = []
     if spec.instructions:
         messages.append({"role": "system", "content": spec.instructions})
@@ -64,66 +70,121 @@ async def run_agent(
     messages.append({"role": "user", "content": user_input})
     yield MemoryAppended(role="user", content=user_input, agent_name=spec.name)
 
-    for step in range(1, spec.max_steps + 1):
-        text: list[str] = []
-        reasoning: list[str] = []
-        pending: dict[int, _PendingCall] = {}
-        finish_reason = ""
-        usage: Usage | None = None
-        label = model.label
-        async with (
-            contextlib.aclosing(model.stream(messages, tool_specs, temperature=spec.temperature)) as raw,
-            contextlib.aclosing(coalesce(raw, chunk_window_s) if chunk_window_s > 0 else raw) as deltas,
-        ):
-            async for delta in deltas:
-                if type(delta) is TextDelta:
-                    text.append(delta.content)
-                    if delta.reasoning:
-                        reasoning.append(delta.reasoning)
-                    yield Chunk(delta.content, label, spec.name, step, delta.reasoning)
-                elif type(delta) is ToolCallDelta:
-                    call = pending.setdefault(delta.index, _PendingCall())
-                    call.id = call.id or (delta.id or "")
-                    call.name = call.name or (delta.name or "")
-                    call.size += len(delta.arguments)
-                    if call.size <= MAX_TOOL_ARGUMENTS_CHARS:
-                        call.arguments.append(delta.arguments)
-                elif type(delta) is Finish:
-                    finish_reason = delta.reason
-                elif type(delta) is UsageReport:
-                    usage = delta.usage
-        content = "".join(text)
-        actions, bad_arguments = _actions(spec.name, step, pending)
-        yield AgentStep(spec.name, step, content, actions, finish_reason, usage, "".join(reasoning))
-        assistant: dict[str, Any] = {"role": "assistant", "content": content or None}
-        if actions:
-            assistant["tool_calls"] = [
-                {
-                    "id": a.tool_call_id,
-                    "type": "function",
-                    "function": {"name": a.tool_name, "arguments": "".join(pending[i].arguments)},
-                }
-                for i, a in zip(sorted(pending), actions, strict=True)
-            ]
-        messages.append(assistant)
-        yield MemoryAppended(role="assistant", content=content, agent_name=spec.name)
-        if not actions:
-            yield Output(content=content, agent_name=spec.name)
-            return
-        yield ToolCall(actions=actions)
-        results: dict[str, ToolResult] = {}
-        async with contextlib.aclosing(_run_tools(tools, actions, bad_arguments, spec.timeout_for)) as finished:
-            async for result in finished:
-                results[result.tool_call_id] = result
+    handoffs = 0
+    step = 0
+    while True:
+        extra = AgentTools.of(spec, team)
+        tools = {tool.name: tool for tool in spec.tools}
+        tool_specs = [openai_tool_spec(tool) for tool in (*spec.tools, *extra.specs)]
+        caller = Caller(spec, depth, team, chunk_window_s, extra.agents)
+        handed_to: AgentSpec | None = None
+        for _ in range(spec.max_steps):
+            step += 1
+            text: list[str] = []
+            reasoning: list[str] = []
+            pending: dict[int, _PendingCall] = {}
+            finish_reason = ""
+            usage: Usage | None = None
+            label = model.label
+            async with (
+                contextlib.aclosing(model.stream(messages, tool_specs, temperature=spec.temperature)) as raw,
+                contextlib.aclosing(coalesce(raw, chunk_window_s) if chunk_window_s > 0 else raw) as deltas,
+            ):
+                async for delta in deltas:
+                    if type(delta) is TextDelta:
+                        text.append(delta.content)
+                        if delta.reasoning:
+                            reasoning.append(delta.reasoning)
+                        yield Chunk(delta.content, label, spec.name, step, delta.reasoning)
+                    elif type(delta) is ToolCallDelta:
+                        call = pending.setdefault(delta.index, _PendingCall())
+                        call.id = call.id or (delta.id or "")
+                        call.name = call.name or (delta.name or "")
+                        call.size += len(delta.arguments)
+                        if call.size <= MAX_TOOL_ARGUMENTS_CHARS:
+                            call.arguments.append(delta.arguments)
+                    elif type(delta) is Finish:
+                        finish_reason = delta.reason
+                    elif type(delta) is UsageReport:
+                        usage = delta.usage
+            content = "".join(text)
+            step_reasoning = "".join(reasoning)
+            actions, bad_arguments = _actions(spec.name, step, pending)
+            yield AgentStep(spec.name, step, content, actions, finish_reason, usage, step_reasoning)
+            assistant: dict[str, Any] = {"role": "assistant", "content": content or None}
+            if step_reasoning:
+                assistant["reasoning_content"] = step_reasoning  # models that reason want it back
+            if actions:
+                assistant["tool_calls"] = [
+                    {
+                        "id": a.tool_call_id,
+                        "type": "function",
+                        "function": {"name": a.tool_name, "arguments": "".join(pending[i].arguments)},
+                    }
+                    for i, a in zip(sorted(pending), actions, strict=True)
+                ]
+            messages.append(assistant)
+            yield MemoryAppended(role="assistant", content=content, agent_name=spec.name)
+            if not actions:
+                yield Output(content=content, agent_name=spec.name)
+                return
+            yield ToolCall(actions=actions)
+            transfers = [a for a in actions if a.tool_name in extra.handoffs]
+            results: dict[str, ToolResult] = {}
+            calls = tuple(a for a in actions if a.tool_name not in extra.handoffs)
+            async with contextlib.aclosing(run_tools(caller, tools, calls, bad_arguments)) as finished:
+                async for item in finished:
+                    if type(item) is ToolResult:
+                        results[item.tool_call_id] = item
+                    yield item
+            for index, transfer in enumerate(transfers):
+                target = extra.handoffs[transfer.tool_name]
+                if index == 0:
+                    note, is_error = f"transferred to {target}", False
+                else:  # the first transfer of a turn wins
+                    note, is_error = f"not transferred: the conversation was already transferred to {handed_to}", True
+                results[transfer.tool_call_id] = result = ToolResult(
+                    transfer.tool_call_id, transfer.tool_name, note, is_error, 0.0, spec.name
+                )
                 yield result
-        for action in actions:  # tool messages in call order, whatever order the tools finished in
-            result = results[action.tool_call_id]
-            messages.append({"role": "tool", "tool_call_id": action.tool_call_id, "content": result.content})
-            yield MemoryAppended(role="tool", content=result.content, agent_name=spec.name)
-    raise MaxStepsExceeded(
-        f"agent {spec.name!r} used all {spec.max_steps} steps without a final answer",
-        metadata={"max_steps": str(spec.max_steps)},
-    )
+                if index == 0:
+                    assert team is not None
+                    handed_to = team.agents[target]
+                    reason = transfer.params.get("reason")
+                    yield GroupEvent(
+                        group_id=transfer.tool_call_id,
+                        members=(spec.name, target),
+                        content=reason if isinstance(reason, str) else "",
+                        kind=GroupKind.HANDOFF,
+                        from_agent=spec.name,
+                        to_agent=target,
+                        tool_call_id=transfer.tool_call_id,
+                        depth=depth,
+                    )
+            for action in actions:  # tool messages in call order, whatever order the tools finished in
+                result = results[action.tool_call_id]
+                messages.append({"role": "tool", "tool_call_id": action.tool_call_id, "content": result.content})
+                yield MemoryAppended(role="tool", content=result.content, agent_name=spec.name)
+            if handed_to is not None:
+                break
+        if handed_to is None:
+            raise MaxStepsExceeded(
+                f"agent {spec.name!r} used all {spec.max_steps} steps without a final answer",
+                metadata={"max_steps": str(spec.max_steps)},
+            )
+        assert team is not None
+        handoffs += 1
+        if handoffs > team.max_handoffs:
+            raise MaxStepsExceeded(
+                f"the run handed over {handoffs} times, more than the limit of {team.max_handoffs}",
+                metadata={"max_handoffs": str(team.max_handoffs)},
+            )
+        spec, model = handed_to, team.model_for(handed_to)
+        if messages and messages[0].get("role") == "system":
+            messages.pop(0)
+        if spec.instructions:
+            messages.insert(0, {"role": "system", "content": spec.instructions})
+            yield MemoryAppended(role="system", content=spec.instructions, agent_name=spec.name)
 
 
 def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tuple[tuple[Action, ...], dict[str, str]]:
@@ -149,101 +210,5 @@ def _actions(agent_name: str, step: int, pending: dict[int, _PendingCall]) -> tu
     return tuple(actions), bad_arguments
 
 
-async def _run_tools(
-    tools: dict[str, Tool],
-    actions: tuple[Action, ...],
-    bad_arguments: dict[str, str],
-    timeout_for: Callable[[str], float],
-) -> AsyncGenerator[ToolResult, None]:
-    """Run the calls concurrently, yielding each result as it completes; closing or cancelling cancels them all.
-
-    A call that takes longer than timeout_for(its tool) ends as an error result telling the model so.
-
-    The TaskGroup runs in a task of its own and hands results over a bounded queue ended by a sentinel, so
-    this generator never yields from inside the group: closing it at a yield (GeneratorExit) cannot be
-    mistaken by the group for a failure, and the group never cancels the consumer's task.
-    """
-    queue: asyncio.Queue[ToolResult | None] = asyncio.Queue(maxsize=len(actions) + 1)
-
-    async def run_all() -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                for action in actions:
-                    bad = bad_arguments.get(action.tool_call_id)
-                    group.create_task(_run_one(tools, action, bad, timeout_for(action.tool_name), queue))
-        finally:
-            queue.put_nowait(None)  # never blocks: one slot per call plus this one
-
-    runner = asyncio.create_task(run_all())
-    try:
-        while (result := await queue.get()) is not None:
-            yield result
-        await runner  # re-raises a failure of the runner itself
-    finally:
-        if not runner.done():
-            runner.cancel()
-            await asyncio.wait([runner])  # the tools are cancelled and awaited; our own cancellation passes through
-
-
-async def _run_one(
-    tools: dict[str, Tool],
-    action: Action,
-    bad_arguments: str | None,
-    timeout_s: float,
-    queue: asyncio.Queue[ToolResult | None],
-) -> None:
-    started = time.monotonic()
-    tool = tools.get(action.tool_name)
-    is_error = True
-    if tool is None:
-        content = f"unknown tool {action.tool_name!r}; available tools: {', '.join(sorted(tools)) or 'none'}"
-    elif bad_arguments is not None:
-        content = f"the arguments for {action.tool_name} were not usable ({bad_arguments}); call it again"
-    else:
-        deadline = asyncio.timeout(timeout_s)
-        try:
-            async with deadline:
-                content = _bounded(await tool.call(action.params))
-            is_error = False
-        except Exception as exc:
-            if isinstance(exc, TimeoutError) and deadline.expired():
-                content = f"tool {action.tool_name} did not finish within {timeout_s:g} s"
-            else:
-                content = _bounded(f"{type(exc).__name__}: {_describe(exc)}")
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # the run is being cancelled: never swallowed
-            content = "CancelledError: the tool cancelled itself"  # raised by the tool, not by us
-    queue.put_nowait(
-        ToolResult(
-            tool_call_id=action.tool_call_id,
-            tool_name=action.tool_name,
-            content=content,
-            is_error=is_error,
-            duration_s=time.monotonic() - started,
-            agent_name=action.agent_name,
-        )
-    )
-
-
 MAX_TOOL_ARGUMENTS_CHARS = 256 * 1024
 """The longest arguments a tool call may have: they travel in events, which must stay well under 4 MiB."""
-MAX_TOOL_RESULT_CHARS = 256 * 1024
-"""The most of a tool's result the model and the stream get: a result is one event, and events must stay
-well under gRPC's 4 MiB message limit on every client."""
-
-
-def _bounded(content: str) -> str:
-    """A tool's result made safe for the stream: UTF-8-encodable, and cut (saying so) past the bound."""
-    content = utf8_safe(content)  # protobuf strings must be encodable as UTF-8
-    if len(content) <= MAX_TOOL_RESULT_CHARS:
-        return content
-    return f"{content[:MAX_TOOL_RESULT_CHARS]}\n[truncated: the result was {len(content)} characters]"
-
-
-def _describe(exc: Exception) -> str:
-    try:
-        return str(exc)
-    except Exception:  # an exception whose __str__ itself fails
-        return "(its message could not be read)"

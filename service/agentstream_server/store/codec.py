@@ -16,6 +16,7 @@ from agentstream_server.runtime.events import (
     Chunk,
     Event,
     GroupEvent,
+    GroupKind,
     MemoryAppended,
     Output,
     RunEvent,
@@ -29,6 +30,7 @@ from agentstream_server.runtime.events import (
 )
 
 _STATUSES = {status.value: status for status in TaskStatus}
+_GROUP_KINDS = {kind.value: kind for kind in GroupKind}
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps builds one per call
 
 
@@ -40,7 +42,7 @@ def encode_record(record: RunEvent) -> bytes:
     """One logged event as bytes."""
     envelope = [
         record.seq, record.timestamp_ns, record.run_id, record.session_id, record.sender, record.receiver,
-        record.caller, dict(record.headers), _event(record.event),
+        record.caller, dict(record.headers), _event(record.event), record.parent_tool_call_id, record.depth,
     ]  # fmt: skip
     return _encode_json(envelope).encode()
 
@@ -48,10 +50,11 @@ def encode_record(record: RunEvent) -> bytes:
 def decode_record(data: bytes) -> RunEvent:
     """The event encode_record wrote; raises CodecError on anything else."""
     try:
-        seq, timestamp_ns, run_id, session_id, sender, receiver, caller, headers, event = json.loads(data)
+        (seq, timestamp_ns, run_id, session_id, sender, receiver, caller, headers, event, parent,
+         depth) = json.loads(data)  # fmt: skip
         return RunEvent(
             run_id=run_id, seq=seq, timestamp_ns=timestamp_ns, event=_decode_event(event), session_id=session_id,
-            sender=sender, receiver=receiver, caller=caller, headers=headers,
+            sender=sender, receiver=receiver, caller=caller, headers=headers, parent_tool_call_id=parent, depth=depth,
         )  # fmt: skip
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise CodecError(f"not an encoded run event: {type(exc).__name__}: {exc}") from None
@@ -97,7 +100,9 @@ def _event(event: Event) -> list[Any]:
         case Output():
             return ["output", event.content, event.agent_name]
         case GroupEvent():
-            return ["group", event.group_id, list(event.members), event.content]
+            usage = None if event.usage is None else _usage(event.usage)
+            return ["group", event.group_id, list(event.members), event.content, event.kind.value, event.from_agent,
+                    event.to_agent, event.tool_call_id, event.depth, usage, event.success]  # fmt: skip
         case MemoryAppended():
             return ["memory", event.role, event.content, event.agent_name]
         case _:
@@ -126,7 +131,9 @@ def _decode_event(data: Sequence[Any]) -> Event:
     if kind == "output":
         return Output(content=f[0], agent_name=f[1])
     if kind == "group":
-        return GroupEvent(group_id=f[0], members=tuple(f[1]), content=f[2])
+        usage = None if f[8] is None else _decode_usage(f[8])
+        return GroupEvent(group_id=f[0], members=tuple(f[1]), content=f[2], kind=_GROUP_KINDS[f[3]], from_agent=f[4],
+                          to_agent=f[5], tool_call_id=f[6], depth=f[7], usage=usage, success=f[9])  # fmt: skip
     if kind == "memory":
         return MemoryAppended(role=f[0], content=f[1], agent_name=f[2])
     raise KeyError(f"unknown event kind {kind!r}")

@@ -163,6 +163,9 @@ class RunLog:
         sender: str = "",
         receiver: str = "",
         headers: Mapping[str, str] | None = None,
+        caller: str = "",
+        parent_tool_call_id: str = "",
+        depth: int = 0,
     ) -> RunEvent:
         """Append an event, assigning the next seq, and wake every waiting reader."""
         if self.closed:
@@ -177,6 +180,9 @@ class RunLog:
             sender=sender,
             receiver=receiver,
             headers=headers or {},
+            caller=caller,
+            parent_tool_call_id=parent_tool_call_id,
+            depth=depth,
         )
         events = self._events
         events.append(record)

@@ -14,6 +14,7 @@ from agentstream_server.runtime.events import (
     AgentStep,
     Chunk,
     GroupEvent,
+    GroupKind,
     MemoryAppended,
     Output,
     RunEvent,
@@ -120,6 +121,9 @@ def to_proto(record: RunEvent) -> pb.Message:
         message.caller = record.caller
     if record.headers:
         message.headers.update(record.headers)
+    if record.depth:
+        message.depth = record.depth
+        message.parent_tool_call_id = record.parent_tool_call_id
     timestamp = message.timestamp
     timestamp.seconds, timestamp.nanos = divmod(record.timestamp_ns, 1_000_000_000)
     match event:
@@ -162,9 +166,18 @@ def to_proto(record: RunEvent) -> pb.Message:
             message.output.content = event.content
             message.output.agent_name = event.agent_name
         case GroupEvent():
-            message.group.group_id = event.group_id
-            message.group.members.extend(event.members)
-            message.group.content = event.content
+            group = message.group
+            group.group_id = event.group_id
+            group.members.extend(event.members)
+            group.content = event.content
+            group.kind = _GROUP_KINDS[event.kind]
+            group.from_agent = event.from_agent
+            group.to_agent = event.to_agent
+            group.tool_call_id = event.tool_call_id
+            group.depth = event.depth
+            group.success = event.success
+            if event.usage is not None:
+                _fill_usage(group.usage, event.usage)
         case MemoryAppended():
             message.memory.role = event.role
             message.memory.content = event.content
@@ -172,6 +185,13 @@ def to_proto(record: RunEvent) -> pb.Message:
         case _:
             assert_never(event)
     return message
+
+
+_GROUP_KINDS = {
+    GroupKind.HANDOFF: pb.GROUP_EVENT_KIND_HANDOFF,
+    GroupKind.AGENT_START: pb.GROUP_EVENT_KIND_AGENT_START,
+    GroupKind.AGENT_END: pb.GROUP_EVENT_KIND_AGENT_END,
+}
 
 
 def _actions(actions: Iterable[Action]) -> list[pb.ActionModel]:
