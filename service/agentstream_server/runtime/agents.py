@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS
-from agentstream_server.runtime.tools import Tool, load_tool
+from agentstream_server.runtime.tools import TOOL_NAME, Tool, load_tool
 
 DEFAULT_AGENT_NAME = "assistant"
 DEFAULT_INSTRUCTIONS = (
@@ -169,6 +169,12 @@ def check_team(agents: Mapping[str, AgentSpec], *, where: str) -> None:
             unknown = [name for name in names if name not in agents]
             if unknown:
                 raise AgentConfigError(f"{at}: {key} names undefined agents {unknown}; agents: {sorted(agents)}")
+        for name in (*spec.handoffs, *spec.agent_tools):
+            if not TOOL_NAME.match(handoff_tool_name(name) if name in spec.handoffs else name):
+                raise AgentConfigError(
+                    f"{at}: agent {name!r} is not a valid tool name for a handoff or an agent tool: agent names "
+                    "offered to a model must be 1-64 characters of letters, digits, '_' and '-' (handoffs: 52)"
+                )
         offered: dict[str, str] = {tool.name: f"tool {tool.name!r}" for tool in spec.tools}
         extra = [(handoff_tool_name(n), f"handoff to {n!r}") for n in spec.handoffs]
         extra += [(n, f"agent tool {n!r}") for n in spec.agent_tools]

@@ -142,7 +142,8 @@ async def run_agent(
                 if index == 0:
                     note, is_error = f"transferred to {target}", False
                 else:  # the first transfer of a turn wins
-                    note, is_error = f"not transferred: the conversation was already transferred to {handed_to}", True
+                    first = extra.handoffs[transfers[0].tool_name]
+                    note, is_error = f"not transferred: the conversation was already transferred to {first}", True
                 results[transfer.tool_call_id] = result = ToolResult(
                     transfer.tool_call_id, transfer.tool_name, note, is_error, 0.0, spec.name
                 )

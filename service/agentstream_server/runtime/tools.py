@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 
 from agentstream_server.runtime.tool_threads import TOOL_THREADS
 
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Tool names the OpenAI chat-completions API accepts."""
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Params|Returns?|Raises|Yields?|Examples?|Notes?):\s*$")
 _PARAM_LINE = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
@@ -47,8 +47,8 @@ def tool_from_function(fn: Callable[..., Any], *, name: str | None = None) -> To
     the function cannot be described to a model.
     """
     tool_name = name if name is not None else str(getattr(fn, "__name__", ""))
-    if not _TOOL_NAME.match(tool_name):
-        raise ValueError(f"tool name {tool_name!r} must match {_TOOL_NAME.pattern}; pass name=...")
+    if not TOOL_NAME.match(tool_name):
+        raise ValueError(f"tool name {tool_name!r} must match {TOOL_NAME.pattern}; pass name=...")
     summary, documented = _parse_docstring(inspect.getdoc(fn) or "")
     try:
         parameters = list(inspect.signature(fn, eval_str=True).parameters.values())
