@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -14,7 +15,7 @@ from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from agentstream_server.errors import InternalError
 from agentstream_server.runs.manager import RunManager
 from agentstream_server.runs.modes import MODE_CATEGORIES, passes
-from agentstream_server.runtime.events import RunEvent
+from agentstream_server.runtime.events import AgentStep, Chunk, RunEvent
 from agentstream_server.transport.convert import (
     TASK_STATUS_TO_PROTO,
     EncodeFailure,
@@ -52,7 +53,9 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         tenant = self._tenant_of(context)
         records = await self._runs.stream(valid, peer=_peer_host(context.peer()), tenant=tenant)
         async with contextlib.aclosing(records):  # closed at once when the caller goes: that cancels the run
-            async for message in self._encoded(records, MODE_CATEGORIES[valid.mode], tenant):
+            async for message in self._encoded(
+                records, MODE_CATEGORIES[valid.mode], tenant, exclude_reasoning=request.exclude_reasoning
+            ):
                 yield message
 
     @reports_errors
@@ -69,7 +72,9 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         tenant = self._tenant_of(context)
         records = await self._runs.subscribe(request.run_id, request.after_seq, tenant=tenant)
         async with contextlib.aclosing(records):  # closed at once when the caller goes: frees its slot
-            async for message in self._encoded(records, MODE_CATEGORIES[mode], tenant):
+            async for message in self._encoded(
+                records, MODE_CATEGORIES[mode], tenant, exclude_reasoning=request.exclude_reasoning
+            ):
                 yield message
 
     @reports_errors
@@ -104,14 +109,23 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         raise AssertionError("abort raises")
 
     async def _encoded(
-        self, records: AsyncIterator[RunEvent], categories: frozenset[str] | None, tenant: str
+        self,
+        records: AsyncIterator[RunEvent],
+        categories: frozenset[str] | None,
+        tenant: str,
+        *,
+        exclude_reasoning: bool = False,
     ) -> AsyncIterator[pb.Message]:
         """The records that pass the mode, as protobuf; an event that cannot be encoded never ends a stream early.
 
         It is replaced by a placeholder with the same seq, and a run still going on here is failed
-        (INTERNAL), so every reader still gets exactly one terminal message.
+        (INTERNAL), so every reader still gets exactly one terminal message. With exclude_reasoning, reasoning
+        is left out of this stream (see without_reasoning).
         """
-        async for record in records:
+        async for stored in records:
+            record = without_reasoning(stored) if exclude_reasoning else stored
+            if record is None:
+                continue
             if passes(categories, record):
                 try:
                     yield to_proto_checked(record)
@@ -119,6 +133,18 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
                     logger.error("run %s: %s", record.run_id, failure)
                     self._runs.fail(record.run_id, InternalError(f"internal error: {failure}"), tenant=tenant)
                     yield failure.placeholder
+
+
+def without_reasoning(record: RunEvent) -> RunEvent | None:
+    """The record with its reasoning text left out; None for a chunk that carried only reasoning."""
+    event = record.event
+    if type(event) is Chunk and event.reasoning_content:
+        if not event.content:
+            return None
+        return dataclasses.replace(record, event=dataclasses.replace(event, reasoning_content=""))
+    if type(event) is AgentStep and event.reasoning_content:
+        return dataclasses.replace(record, event=dataclasses.replace(event, reasoning_content=""))
+    return record
 
 
 def _peer_host(peer: str) -> str:
