@@ -16,3 +16,7 @@ done
 [ -n "$target" ] || { echo "server did not start"; cat "$log"; exit 1; }
 sed -n '1,20p' "$log"
 "$bin/agentstream" run "${PROMPT:-What is 12 * (3 + 4)?}" --target "$target" --mode "${MODE:-core}"
+echo
+echo "More to try: a triage agent handing off to specialists, one of which asks a researcher agent (examples/team.toml):"
+echo "  $bin/agentstream serve --agents examples/team.toml"
+echo "  $bin/agentstream run --mode ALL \"I have a technical question, ask the researcher: why is my build slow?\""

@@ -12,7 +12,8 @@ import pytest
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from agentstream_server.transport.server import RunningServer
+from agentstream_server.config import Settings
+from agentstream_server.transport.server import RunningServer, start_server
 from tests.conftest import StartServer
 from tests.service.helpers import collect, request, terminal_of
 from tests.support.fakellm import FakeLLM, Stall, Text, ToolCalls
@@ -147,3 +148,24 @@ async def test_cancel_run_inside_a_nested_agent_stops_it_and_closes_its_llm_call
     async with asyncio.timeout(5):
         while team_server.runs.live_runs:
             await asyncio.sleep(0.01)
+
+
+async def test_the_example_team_runs_offline_on_the_demo_model(store: str) -> None:
+    """examples/team.toml on the embedded demo model: triage hands off to technical, which asks the researcher."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "team.toml"
+    server = await start_server(Settings(port=0, agents_file=example, demo_token_delay_s=0.0, store=store))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = rpb_grpc.RunnerServiceStub(channel)
+            messages = await collect(stub, all_mode("I have a technical question, ask the researcher: why?"))
+    finally:
+        await server.shutdown(0)
+    groups = [(m.topic, m.group.from_agent, m.group.to_agent) for m in messages if m.WhichOneof("payload") == "group"]
+    assert groups == [
+        ("handoff", "triage", "technical"),
+        ("agent_start", "technical", "researcher"),
+        ("agent_end", "technical", "researcher"),
+    ]
+    assert {m.sender for m in messages if m.depth == 1 and m.WhichOneof("payload") == "chunk"} == {"researcher"}
+    task = terminal_of(messages)
+    assert task.success and task.agent_name == "technical"

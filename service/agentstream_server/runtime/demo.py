@@ -13,6 +13,7 @@ from agentstream_server.runtime.events import Usage
 from agentstream_server.runtime.model import Finish, LLMDelta, TextDelta, ToolCallDelta, UsageReport
 
 DEMO_LABEL = "agentstream-demo (offline)"
+HANDOFF_PREFIX = "transfer_to_"
 SCAN_CHARS = 1024
 """How much of a prompt the demo reads: inputs may be 1 MiB, and the event loop must not pay for all of it
 (a longer expression would be over the calculator's MAX_EXPRESSION_LENGTH anyway)."""
@@ -23,7 +24,8 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 class DemoChatModel:
-    """Streams a real answer word by word, and calls `calculator` when the prompt holds arithmetic.
+    """Streams a real answer word by word; calls `calculator` when the prompt holds arithmetic, and hands off to
+    (or calls as a tool) an agent the prompt names, so multi-agent files run offline too.
 
     Deterministic and offline: it is the product's default without an LLM endpoint, not a test double.
     """
@@ -46,13 +48,14 @@ class DemoChatModel:
         """Stream one turn."""
         last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
         prompt = str(messages[last_user].get("content") or "") if last_user >= 0 else ""
-        tool_results = [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
-        offers_calculator = any(t.get("function", {}).get("name") == "calculator" for t in tools)
+        offered = {str(t.get("function", {}).get("name")): t.get("function", {}) for t in tools}
+        tool_results = _results_of_offered_tools(messages[last_user + 1 :], offered)
         expression = _expression(prompt)
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages)
-        if expression and offers_calculator and not tool_results:
-            arguments = json.dumps({"expression": expression})
-            yield ToolCallDelta(index=0, id="call_demo_1", name="calculator", arguments="")
+        call = None if tool_results else _call_for(prompt, expression, offered)
+        if call is not None:
+            name, arguments = call[0], json.dumps(call[1])
+            yield ToolCallDelta(index=0, id="call_demo_1", name=name, arguments="")
             for start in range(0, len(arguments), 8):
                 await self._pause()
                 yield ToolCallDelta(index=0, id=None, name=None, arguments=arguments[start : start + 8])
@@ -71,6 +74,38 @@ class DemoChatModel:
     async def _pause(self) -> None:
         if self._delay:
             await asyncio.sleep(self._delay)
+
+
+def _call_for(prompt: str, expression: str | None, offered: Mapping[str, Any]) -> tuple[str, dict[str, str]] | None:
+    """The tool call the demo makes for a prompt: a handoff or an agent tool the prompt names, else the calculator."""
+    words = set(re.findall(r"[a-z0-9_-]+", prompt[:SCAN_CHARS].lower()))
+    for name in offered:
+        if name.startswith(HANDOFF_PREFIX) and name[len(HANDOFF_PREFIX) :].lower() in words:
+            return name, {"reason": f"the request mentions {name[len(HANDOFF_PREFIX) :]}"}
+    for name, function in offered.items():
+        if name.lower() in words and set(function.get("parameters", {}).get("properties", {})) == {"input"}:
+            return name, {"input": prompt[:SCAN_CHARS]}  # an agent offered as a tool
+    if expression and "calculator" in offered:
+        return "calculator", {"expression": expression}
+    return None
+
+
+def _results_of_offered_tools(turn: Sequence[Mapping[str, Any]], offered: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The tool messages since the user's input, but those answering a call of a tool not offered now (a handoff
+    made by the agent before this one)."""
+    names = {
+        call.get("id"): call.get("function", {}).get("name")
+        for message in turn
+        if message.get("role") == "assistant"
+        for call in message.get("tool_calls") or ()
+    }
+    results = []
+    for message in turn:
+        if message.get("role") == "tool":
+            name = names.get(message.get("tool_call_id"))
+            if name is None or name in offered:
+                results.append(message)
+    return results
 
 
 def _expression(prompt: str) -> str | None:

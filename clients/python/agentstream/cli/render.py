@@ -12,6 +12,8 @@ from typing import Any
 from agentstream import (
     AgentMessage,
     ChunkMessage,
+    GroupEventKind,
+    GroupMessage,
     Message,
     TaskMessage,
     ToolMessage,
@@ -79,8 +81,27 @@ def render(message: Message, *, show_steps: bool = False, answer_shown: bool = F
 
 
 def _render(message: Message, *, show_steps: bool, answer_shown: bool) -> list[Line]:
+    lines = _lines(message, show_steps=show_steps, answer_shown=answer_shown)
+    if message.depth and not isinstance(message, ChunkMessage):
+        return [Line(f"{'  ' * message.depth}{line.text}", line.style, line.inline) for line in lines]
+    return lines
+
+
+def _lines(message: Message, *, show_steps: bool, answer_shown: bool) -> list[Line]:
     if isinstance(message, ChunkMessage):
-        return [Line(message.payload.content, inline=True)]
+        if message.depth:  # a nested agent's text, set apart from the answer
+            return [Line(message.payload.content, "dim", inline=True)] if message.payload.content else []
+        return [Line(message.payload.content, inline=True)] if message.payload.content else []
+    if isinstance(message, GroupMessage):
+        group = message.payload
+        if group.kind is GroupEventKind.HANDOFF:
+            why = f" ({group.content})" if group.content else ""
+            return [Line(f"⇢ {group.from_agent} hands over to {group.to_agent}{why}", "magenta")]
+        if group.kind is GroupEventKind.AGENT_START:
+            return [Line(f"┌ {group.to_agent} (asked by {group.from_agent})", "magenta")]
+        if group.kind is GroupEventKind.AGENT_END:
+            return [Line(f"└ {group.to_agent} {'done' if group.success else 'failed'}", "magenta")]
+        return []
     if isinstance(message, ToolMessage):
         return [Line(f"→ {a.tool_name}({json.dumps(a.params, ensure_ascii=False)})", "cyan") for a in message.payload]
     if isinstance(message, ToolResultMessage):
