@@ -49,6 +49,9 @@ async def team_stub(team_server: RunningServer) -> AsyncIterator[rpb_grpc.Runner
     await channel.close()
 
 
+EXAMPLE_TEAM = Path(__file__).resolve().parents[2] / "examples" / "team.toml"
+
+
 def all_mode(text: str) -> rpb.StreamingRunRequest:
     return request(text, streaming_mode=rpb.STREAMING_MODE_ALL)
 
@@ -152,8 +155,7 @@ async def test_cancel_run_inside_a_nested_agent_stops_it_and_closes_its_llm_call
 
 async def test_the_example_team_runs_offline_on_the_demo_model(store: str) -> None:
     """examples/team.toml on the embedded demo model: triage hands off to technical, which asks the researcher."""
-    example = Path(__file__).resolve().parents[2] / "examples" / "team.toml"
-    server = await start_server(Settings(port=0, agents_file=example, demo_token_delay_s=0.0, store=store))
+    server = await start_server(Settings(port=0, agents_file=EXAMPLE_TEAM, demo_token_delay_s=0.0, store=store))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = rpb_grpc.RunnerServiceStub(channel)
