@@ -188,3 +188,19 @@ async def test_sync_client_run_lifecycle(fake_llm: FakeLLM, server: RunningServe
     kinds, finished_status, cancelled_status = await asyncio.to_thread(lifecycle)
     assert kinds == ["ChunkMessage", "ChunkMessage", "TaskMessage"]
     assert (finished_status, cancelled_status) == ("SUCCEEDED", "CANCELLED")
+
+
+async def test_exclude_reasoning_leaves_reasoning_out_of_streaming_run_and_subscribe_run(
+    fake_llm: FakeLLM, server: RunningServer
+) -> None:
+    from tests.service.test_reasoning import reasoning_stream
+
+    fake_llm.script(reasoning_stream())
+    async with Client(target(server)) as client:
+        full = [m async for m in client.streaming_run("2+2?", run_id="reasoning-1")]
+        dropped = [m async for m in client.subscribe_run("reasoning-1", exclude_reasoning=True)]
+    assert [m.payload.reasoning_content for m in full if isinstance(m, ChunkMessage)][:2] == ["The user ", "wants 4."]
+    chunks = [m.payload for m in dropped if isinstance(m, ChunkMessage)]
+    assert [c.content for c in chunks] == ["2+2 ", "is 4."] and not any(c.reasoning_content for c in chunks)
+    step = next(m.payload for m in dropped if isinstance(m, AgentMessage))
+    assert step.reasoning_content == "" and step.usage is not None and step.usage.reasoning_tokens == 6

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from agentstream import messages as m
-from agentstream.types import TaskStatus
+from agentstream.types import GroupEventKind, InterruptKind, TaskStatus
 from agentstream.v1 import message_pb2 as pb
 from agentstream_server.runtime import events as ev
 from agentstream_server.transport.convert import to_proto
@@ -130,3 +130,39 @@ def test_a_scripted_run_converts_field_by_field() -> None:
         1.5,
         None,
     )
+
+
+def test_a_nested_agent_end_converts_with_its_kind_agents_usage_and_nesting() -> None:
+    wire = pb.Message(id="r:9", run_id="r", seq=9, category="group", topic="agent_end", depth=2,
+                      parent_tool_call_id="c7", caller="triage")  # fmt: skip
+    wire.group.kind = pb.GROUP_EVENT_KIND_AGENT_END
+    wire.group.from_agent, wire.group.to_agent, wire.group.tool_call_id = "triage", "researcher", "c7"
+    wire.group.success, wire.group.depth, wire.group.usage.total_tokens = True, 2, 12
+    converted = m.from_proto(wire)
+    assert isinstance(converted, m.GroupMessage)
+    assert (converted.depth, converted.parent_tool_call_id, converted.caller) == (2, "c7", "triage")
+    group = converted.payload
+    assert (group.kind, group.from_agent, group.to_agent, group.tool_call_id, group.success, group.depth) == (
+        GroupEventKind.AGENT_END, "triage", "researcher", "c7", True, 2,
+    )  # fmt: skip
+    assert group.usage == m.Usage(0, 0, 12, 0)
+
+
+def test_an_interrupt_converts_to_its_own_message_class() -> None:
+    wire = pb.Message(id="r:3", run_id="r", seq=3, category="task", topic="interrupt")
+    wire.interrupt.interrupt_id, wire.interrupt.kind = "i1", pb.INTERRUPT_KIND_TOOL_APPROVAL
+    wire.interrupt.tool_calls.add(tool_name="calculator", tool_call_id="c1", action_name="calculator")
+    wire.interrupt.question, wire.interrupt.expires_at.seconds = "approve?", 1_700_000_000
+    converted = m.from_proto(wire)
+    assert isinstance(converted, m.InterruptMessage) and converted.is_pending
+    payload = converted.payload
+    assert (payload.interrupt_id, payload.kind, payload.question) == ("i1", InterruptKind.TOOL_APPROVAL, "approve?")
+    assert [a.tool_name for a in payload.tool_calls] == ["calculator"]
+    assert payload.expires_at == datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.UTC)
+
+
+def test_an_enum_value_from_a_newer_contract_is_unspecified() -> None:
+    wire = pb.Message(id="r:1", run_id="r", seq=1, category="group", topic="x")
+    wire.group.kind = 99  # type: ignore[assignment]
+    converted = m.from_proto(wire)
+    assert isinstance(converted, m.GroupMessage) and converted.payload.kind is GroupEventKind.UNSPECIFIED

@@ -209,3 +209,16 @@ async def test_regression_error_status_message_is_printed_without_escape_codes(
     status = rich_status("NOT_FOUND", "no agent \x1b]0;title\x07'ghost'\x1b[2J", reason="AGENT_NOT_FOUND")
     assert await run_cli(ScriptedRunner(abort=status)) == 2
     assert capsys.readouterr().err == "error: NOT_FOUND AGENT_NOT_FOUND: no agent 'ghost'\n"
+
+
+def test_handoffs_and_nested_agents_are_drawn_and_nested_lines_indented() -> None:
+    handoff = pb.Message(id="r:2", run_id="r", seq=2, category="group", topic="handoff")
+    handoff.group.kind, handoff.group.from_agent, handoff.group.to_agent = pb.GROUP_EVENT_KIND_HANDOFF, "a", "b"
+    handoff.group.content = "billing"
+    assert [line.text for line in render(from_proto(handoff))] == ["⇢ a hands over to b (billing)"]
+    start = pb.Message(id="r:3", run_id="r", seq=3, category="group", topic="agent_start", depth=1)
+    start.group.kind, start.group.from_agent, start.group.to_agent = pb.GROUP_EVENT_KIND_AGENT_START, "b", "c"
+    assert [line.text for line in render(from_proto(start))] == ["  ┌ c (asked by b)"]
+    nested = pb.Message(id="r:4", run_id="r", seq=4, category="chunk", topic="chunk", depth=1)
+    nested.chunk.content, nested.chunk.reasoning_content = "hi", "hmm"
+    assert render(from_proto(nested)) == [Line("hmm", "dim italic", inline=True), Line("hi", "dim", inline=True)]

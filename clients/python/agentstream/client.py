@@ -51,6 +51,7 @@ def build_request(
     timeout: float | None,
     chunk_window_ms: int | None = None,
     continue_on_disconnect: bool = False,
+    exclude_reasoning: bool = False,
 ) -> rpb.StreamingRunRequest:
     """The StreamingRunRequest for these arguments (timeout is the run's server-side limit, in seconds)."""
     request = rpb.StreamingRunRequest(
@@ -67,6 +68,8 @@ def build_request(
         request.chunk_window_ms = chunk_window_ms
     if continue_on_disconnect:
         request.on_disconnect = rpb.ON_DISCONNECT_CONTINUE
+    if exclude_reasoning:
+        request.exclude_reasoning = True
     return request
 
 
@@ -186,12 +189,14 @@ class Client:
         timeout: float | None = None,
         chunk_window_ms: int | None = None,
         continue_on_disconnect: bool = False,
+        exclude_reasoning: bool = False,
     ) -> AsyncGenerator[Message, None]:
         """Start a run and yield its messages; the last is the terminal TaskMessage.
 
         Raises a typed AgentStreamError when the call fails; stopping early cancels the call, which cancels
         the run on the server unless ``continue_on_disconnect`` (then pick it up with subscribe_run).
         ``chunk_window_ms`` merges token deltas arriving within the window into one chunk (None: server default).
+        ``exclude_reasoning`` leaves a reasoning model's reasoning text out of this stream.
         """
         request = build_request(
             input,
@@ -203,6 +208,7 @@ class Client:
             timeout=timeout,
             chunk_window_ms=chunk_window_ms,
             continue_on_disconnect=continue_on_disconnect,
+            exclude_reasoning=exclude_reasoning,
         )
         call = self._stub.StreamingRun(request, metadata=self._call_metadata)
         try:
@@ -248,18 +254,24 @@ class Client:
         streaming_mode: StreamingMode | int = StreamingMode.CORE,
         resume: bool = False,
         max_attempts: int = len(RESUME_BACKOFF_S),
+        exclude_reasoning: bool = False,
     ) -> AsyncGenerator[Message, None]:
         """Yield a run's events with seq > after_seq, then live ones, ending with the terminal message.
 
         With ``resume=True`` a transport failure (server restart, network drop) re-subscribes from the last
         seq yielded, with backoff, so the loop sees no duplicate and no gap; it gives up after
         ``max_attempts`` consecutive failures. Errors the server reports (unknown run, seq out of range)
-        are raised at once.
+        are raised at once. ``exclude_reasoning`` leaves reasoning text out of this stream.
         """
         position = after_seq
         failures = 0
         while True:
-            request = rpb.SubscribeRunRequest(run_id=run_id, after_seq=position, streaming_mode=int(streaming_mode))  # type: ignore[arg-type]
+            request = rpb.SubscribeRunRequest(
+                run_id=run_id,
+                after_seq=position,
+                streaming_mode=int(streaming_mode),  # type: ignore[arg-type]
+                exclude_reasoning=exclude_reasoning,
+            )
             call = self._stub.SubscribeRun(request, metadata=self._call_metadata)
             try:
                 async for message in call:

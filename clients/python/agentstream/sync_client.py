@@ -85,6 +85,7 @@ class SyncClient:
         timeout: float | None = None,
         chunk_window_ms: int | None = None,
         continue_on_disconnect: bool = False,
+        exclude_reasoning: bool = False,
     ) -> Generator[Message, None, None]:
         """Start a run and yield its messages; the last is the terminal TaskMessage.
 
@@ -101,6 +102,7 @@ class SyncClient:
             timeout=timeout,
             chunk_window_ms=chunk_window_ms,
             continue_on_disconnect=continue_on_disconnect,
+            exclude_reasoning=exclude_reasoning,
         )
         call = self._stub.StreamingRun(request, metadata=self._call_metadata)
         try:
@@ -138,10 +140,20 @@ class SyncClient:
             raise from_rpc_error(error) from None
 
     def subscribe_run(
-        self, run_id: str, *, after_seq: int = 0, streaming_mode: StreamingMode | int = StreamingMode.CORE
+        self,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        streaming_mode: StreamingMode | int = StreamingMode.CORE,
+        exclude_reasoning: bool = False,
     ) -> Generator[Message, None, None]:
         """Yield a run's events with seq > after_seq, then live ones, ending with the terminal message."""
-        request = rpb.SubscribeRunRequest(run_id=run_id, after_seq=after_seq, streaming_mode=int(streaming_mode))  # type: ignore[arg-type]
+        request = rpb.SubscribeRunRequest(
+            run_id=run_id,
+            after_seq=after_seq,
+            streaming_mode=int(streaming_mode),  # type: ignore[arg-type]
+            exclude_reasoning=exclude_reasoning,
+        )
         call = self._stub.SubscribeRun(request, metadata=self._call_metadata)
         try:
             for message in call:

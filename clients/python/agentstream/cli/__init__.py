@@ -32,6 +32,9 @@ Token = Annotated[
 Target = Annotated[str | None, typer.Option(help="HOST:PORT (default: $AGENTSTREAM_TARGET).")]
 ModeName = Annotated[str, typer.Option("--mode", help=f"Streaming mode: {', '.join(MODES)}.")]
 JsonLines = Annotated[bool, typer.Option("--json", help="One JSON object per message.")]
+NoReasoning = Annotated[
+    bool, typer.Option("--no-reasoning", help="Leave a reasoning model's reasoning text out of the stream.")
+]
 
 
 @app.command()
@@ -48,6 +51,7 @@ def run(
     cert: CertFile = None,
     key: KeyFile = None,
     token: Token = None,
+    no_reasoning: NoReasoning = False,
 ) -> None:
     """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status."""
     from agentstream.cli.run import stream_run
@@ -64,6 +68,7 @@ def run(
             timeout=timeout,
             tls=_tls_options(tls, ca, cert, key),
             token=token,
+            exclude_reasoning=no_reasoning,
         )
     )
     raise typer.Exit(code)
@@ -81,6 +86,7 @@ def attach(
     cert: CertFile = None,
     key: KeyFile = None,
     token: Token = None,
+    no_reasoning: NoReasoning = False,
 ) -> None:
     """Follow an existing run (replay, then live); exit status as for run."""
     from agentstream.cli.run import attach_run
@@ -97,6 +103,7 @@ def attach(
                 json_lines=json_lines,
                 tls=options,
                 token=token,
+                exclude_reasoning=no_reasoning,
             )
         )
     )

@@ -89,9 +89,11 @@ def _render(message: Message, *, show_steps: bool, answer_shown: bool) -> list[L
 
 def _lines(message: Message, *, show_steps: bool, answer_shown: bool) -> list[Line]:
     if isinstance(message, ChunkMessage):
-        if message.depth:  # a nested agent's text, set apart from the answer
-            return [Line(message.payload.content, "dim", inline=True)] if message.payload.content else []
-        return [Line(message.payload.content, inline=True)] if message.payload.content else []
+        chunk = message.payload
+        lines = [Line(chunk.reasoning_content, "dim italic", inline=True)] if chunk.reasoning_content else []
+        if chunk.content:  # a nested agent's text is set apart from the answer
+            lines.append(Line(chunk.content, "dim" if message.depth else "", inline=True))
+        return lines
     if isinstance(message, GroupMessage):
         group = message.payload
         if group.kind is GroupEventKind.HANDOFF:

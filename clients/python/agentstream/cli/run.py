@@ -50,12 +50,18 @@ async def stream_run(
     timeout: float | None,
     tls: TLSOptions = PLAINTEXT,
     token: str | None = None,
+    exclude_reasoning: bool = False,
 ) -> int:
     """Stream and render a new run; returns the process exit status."""
     streaming_mode = StreamingMode[mode.upper()]
     return await _render_stream(
         lambda client: client.streaming_run(
-            prompt, agent=agent, streaming_mode=streaming_mode, session_id=session_id, timeout=timeout
+            prompt,
+            agent=agent,
+            streaming_mode=streaming_mode,
+            session_id=session_id,
+            timeout=timeout,
+            exclude_reasoning=exclude_reasoning,
         ),
         target=target,
         tls=tls,
@@ -74,11 +80,18 @@ async def attach_run(
     json_lines: bool,
     tls: TLSOptions = PLAINTEXT,
     token: str | None = None,
+    exclude_reasoning: bool = False,
 ) -> int:
     """Follow an existing run from after_seq (resuming across transport failures); returns the exit status."""
     streaming_mode = StreamingMode[mode.upper()]
     return await _render_stream(
-        lambda client: client.subscribe_run(run_id, after_seq=after_seq, streaming_mode=streaming_mode, resume=True),
+        lambda client: client.subscribe_run(
+            run_id,
+            after_seq=after_seq,
+            streaming_mode=streaming_mode,
+            resume=True,
+            exclude_reasoning=exclude_reasoning,
+        ),
         target=target,
         tls=tls,
         token=token,
