@@ -38,7 +38,7 @@ printf '[[tokens]]\ntenant = "interop"\nsha256 = "%s"\nroles = ["runner"]\n[[tok
 serve() {  # serve NAME [FLAGS...]: start a server in the background, logging to $logs/NAME.log
   local name=$1; shift
   OPENAI_BASE_URL="$llm" OPENAI_API_KEY=interop AGENTSTREAM_STORE=memory \
-    .venv/bin/agentstream serve --port 0 "$@" >"$logs/$name.log" 2>&1 &
+    .venv/bin/agentstream serve --port 0 --agents tests/scenarios/agents.toml "$@" >"$logs/$name.log" 2>&1 &
   pids+=($!)
   eval "${name}_pid=$!"
 }

@@ -26,6 +26,10 @@ default = "assistant"
 instructions = "You are a helpful assistant."
 tools = ["calculator", "current_time"]
 
+[agents.team]
+instructions = "You ask the assistant, then answer."
+agent_tools = ["assistant"]
+
 [agents.tester]
 instructions = "You test things."
 tools = ["calculator", "tests.support.tools:explode", "tests.support.tools:wait_forever"]

@@ -16,6 +16,7 @@ from agentstream import (
     AgentStreamError,
     ChunkMessage,
     Client,
+    GroupMessage,
     StreamingMode,
     TaskMessage,
     TaskStatus,
@@ -144,6 +145,8 @@ def check_stream(messages: list[Any], expect: dict[str, Any]) -> None:
             for a in m.payload
         ]
         assert calls == expect["tool_calls"]
+    if "nesting" in expect:
+        check_nesting(messages, expect["nesting"])
     if "tool_results" in expect:
         results = [
             {"tool_name": m.payload.tool_name, "content": m.payload.content, "is_error": m.payload.is_error}
@@ -227,6 +230,18 @@ async def run_resume_scenario(scenario: dict[str, Any], target: str, connect: Co
         assert sum(isinstance(m, ChunkMessage) for m in messages) == expect["chunks"]
         assert (await direct.get_run(run_id)).last_seq == seqs[-1]
     check_stream(messages, expect)
+
+
+def check_nesting(messages: list[Any], nesting: dict[str, Any]) -> None:
+    """Depth of every message; nested ones name their caller and the tool call that started them."""
+    assert [m.depth for m in messages] == nesting["depths"]
+    call_id = next(m for m in messages if isinstance(m, ToolMessage)).payload[0].tool_call_id
+    nested = [m for m in messages if m.depth > 0]
+    assert {(m.caller, m.parent_tool_call_id) for m in nested} == {(nesting["caller"], call_id)}
+    assert {m.sender for m in nested if m.category in ("chunk", "agent")} == {nesting["sender"]}
+    groups = [m for m in messages if isinstance(m, GroupMessage)]
+    assert [m.topic for m in groups] == nesting["groups"]
+    assert {m.payload.tool_call_id for m in groups} == {call_id}
 
 
 def check_terminal_mapping(scenario: dict[str, Any]) -> None:

@@ -455,7 +455,8 @@ def _words(text: str) -> list[str]:
 
 
 def default_responder(body: dict[str, Any]) -> Response:
-    """The standalone server's behaviour: calculator for arithmetic, then the answer; else an echo.
+    """The standalone server's behaviour: an agent offered as a tool is asked first; calculator for arithmetic,
+    then the answer; else an echo.
 
     A prompt ``bench: tokens=N [rate=R] [stamp]`` streams N tokens (at R per second, stamped with their send
     time) for the benchmarks.
@@ -469,6 +470,10 @@ def default_responder(body: dict[str, Any]) -> Response:
     if tool_messages:
         return Text(_words(f"The answer is {tool_messages[-1].get('content')}."))
     user = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    for tool in body.get("tools") or ():  # an agent offered as a tool: ask it with the user's input
+        function = tool.get("function", {})
+        if set(function.get("parameters", {}).get("properties", {})) == {"input"}:
+            return ToolCalls([(function["name"], {"input": user})])
     offers_calculator = any(t.get("function", {}).get("name") == "calculator" for t in body.get("tools") or ())
     match = _ARITHMETIC.search(user)
     if match and offers_calculator and any(op in match.group(0) for op in "+-*/%"):

@@ -67,6 +67,8 @@ type RunOptions struct {
 	// cancelled, connection lost): zero or ON_DISCONNECT_CANCEL cancels it, ON_DISCONNECT_CONTINUE lets it
 	// go on (follow it with SubscribeRun). StartRun ignores it: such a run never depends on a caller.
 	OnDisconnect pb.OnDisconnect
+	// ExcludeReasoning leaves a reasoning model's reasoning text out of this stream (the run keeps it).
+	ExcludeReasoning bool
 }
 
 // Stream is a streaming run; iterate it with All or Each. Cancelling the context cancels the run.
@@ -84,14 +86,15 @@ type Stream struct {
 // StreamingRun starts a run of an agent on input and streams its messages.
 func (c *Client) StreamingRun(ctx context.Context, input string, opts RunOptions) (*Stream, error) {
 	req := &pb.StreamingRunRequest{
-		Input:         input,
-		Agent:         opts.Agent,
-		StreamingMode: opts.Mode,
-		SessionId:     opts.SessionID,
-		RunId:         opts.RunID,
-		Metadata:      opts.Metadata,
-		ChunkWindowMs: opts.ChunkWindowMs,
-		OnDisconnect:  opts.OnDisconnect,
+		Input:            input,
+		Agent:            opts.Agent,
+		StreamingMode:    opts.Mode,
+		SessionId:        opts.SessionID,
+		RunId:            opts.RunID,
+		Metadata:         opts.Metadata,
+		ChunkWindowMs:    opts.ChunkWindowMs,
+		OnDisconnect:     opts.OnDisconnect,
+		ExcludeReasoning: opts.ExcludeReasoning,
 	}
 	if opts.Timeout > 0 {
 		req.Timeout = durationpb.New(opts.Timeout)
@@ -219,8 +222,14 @@ func (p ResumePolicy) backoff(failures int) time.Duration {
 type SubscribeOption func(*subscribeConfig)
 
 type subscribeConfig struct {
-	resume bool
-	policy ResumePolicy
+	resume           bool
+	policy           ResumePolicy
+	excludeReasoning bool
+}
+
+// WithoutReasoning leaves a reasoning model's reasoning text out of the subscription's stream.
+func WithoutReasoning() SubscribeOption {
+	return func(c *subscribeConfig) { c.excludeReasoning = true }
 }
 
 // WithResume makes SubscribeRun resume by itself, like the Python SDK's subscribe_run(resume=True): after
@@ -240,7 +249,9 @@ func (c *Client) SubscribeRun(ctx context.Context, runID string, afterSeq uint64
 		opt(&config)
 	}
 	open := func(after uint64) (grpc.ServerStreamingClient[pb.Message], error) {
-		return c.stub.SubscribeRun(ctx, &pb.SubscribeRunRequest{RunId: runID, AfterSeq: after, StreamingMode: mode})
+		return c.stub.SubscribeRun(ctx, &pb.SubscribeRunRequest{
+			RunId: runID, AfterSeq: after, StreamingMode: mode, ExcludeReasoning: config.excludeReasoning,
+		})
 	}
 	s := &Stream{ctx: ctx, policy: config.policy, position: afterSeq}
 	if config.resume {

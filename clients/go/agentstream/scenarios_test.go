@@ -32,7 +32,13 @@ type scenario struct {
 		ChunkText   *string          `json:"chunk_text"`
 		ToolCalls   []map[string]any `json:"tool_calls"`
 		ToolResults []map[string]any `json:"tool_results"`
-		Terminal    *struct {
+		Nesting     *struct {
+			Depths []uint32 `json:"depths"`
+			Caller string   `json:"caller"`
+			Sender string   `json:"sender"`
+			Groups []string `json:"groups"`
+		} `json:"nesting"`
+		Terminal *struct {
 			Status  string  `json:"status"`
 			Success bool    `json:"success"`
 			Answer  *string `json:"answer"`
@@ -226,6 +232,9 @@ func checkStream(t *testing.T, s scenario, messages []*pb.Message) {
 	if s.Expect.ToolResults != nil && !reflect.DeepEqual(results, s.Expect.ToolResults) {
 		t.Fatalf("tool results %v, want %v", results, s.Expect.ToolResults)
 	}
+	if s.Expect.Nesting != nil {
+		checkNesting(t, s, messages)
+	}
 	last := messages[len(messages)-1]
 	if last.GetTopic() != agentstream.TaskResponseTopic {
 		t.Fatalf("last message topic %q, want the terminal %q", last.GetTopic(), agentstream.TaskResponseTopic)
@@ -251,5 +260,43 @@ func TestErrorsIsMatchesTheReason(t *testing.T) {
 	err := error(&agentstream.Error{Reason: "AGENT_NOT_FOUND", Message: "x"})
 	if !errors.Is(err, agentstream.ErrAgentNotFound) || errors.Is(err, agentstream.ErrRunNotFound) {
 		t.Fatal("errors.Is must match by reason")
+	}
+}
+
+// checkNesting: the depth of every message; nested ones name their caller, sender and the tool call that
+// started them; the group events open and close the nested run.
+func checkNesting(t *testing.T, s scenario, messages []*pb.Message) {
+	want := s.Expect.Nesting
+	var depths []uint32
+	var groups []string
+	callID := ""
+	for _, m := range messages {
+		depths = append(depths, m.GetDepth())
+		if callID == "" && len(m.GetTool().GetActions()) > 0 {
+			callID = m.GetTool().GetActions()[0].GetToolCallId()
+		}
+		if g := m.GetGroup(); g != nil {
+			groups = append(groups, m.GetTopic())
+			if g.GetToolCallId() != callID {
+				t.Fatalf("group event names tool call %q, want %q", g.GetToolCallId(), callID)
+			}
+		}
+	}
+	if !reflect.DeepEqual(depths, want.Depths) {
+		t.Fatalf("depths %v, want %v", depths, want.Depths)
+	}
+	if !reflect.DeepEqual(groups, want.Groups) {
+		t.Fatalf("group topics %v, want %v", groups, want.Groups)
+	}
+	for _, m := range messages {
+		if m.GetDepth() == 0 {
+			continue
+		}
+		if m.GetCaller() != want.Caller || m.GetParentToolCallId() != callID {
+			t.Fatalf("nested message %d: caller %q parent %q, want %q %q", m.GetSeq(), m.GetCaller(), m.GetParentToolCallId(), want.Caller, callID)
+		}
+		if (m.GetCategory() == "chunk" || m.GetCategory() == "agent") && m.GetSender() != want.Sender {
+			t.Fatalf("nested message %d: sender %q, want %q", m.GetSeq(), m.GetSender(), want.Sender)
+		}
 	}
 }

@@ -66,6 +66,8 @@ export interface StreamingRunOptions {
   chunkWindowMs?: number;
   /** Let the run go on if this call ends early (pick it up with subscribeRun). */
   continueOnDisconnect?: boolean;
+  /** Leave a reasoning model's reasoning text out of this stream (the run keeps it). */
+  excludeReasoning?: boolean;
   /** Aborting cancels the call, and with it the run. */
   signal?: AbortSignal;
 }
@@ -74,6 +76,8 @@ export interface SubscribeRunOptions {
   runId: string;
   afterSeq?: bigint | number;
   streamingMode?: StreamingMode;
+  /** Leave a reasoning model's reasoning text out of this stream. */
+  excludeReasoning?: boolean;
   signal?: AbortSignal;
   /**
    * Re-subscribe after a transport failure (connection lost, server restart: a TransportError with code
@@ -167,6 +171,7 @@ export function createClient(options: ClientOptions): AgentStreamClient {
             timeout: o.timeoutMs === undefined ? undefined : durationFromMs(o.timeoutMs),
             chunkWindowMs: o.chunkWindowMs,
             onDisconnect: o.continueOnDisconnect ? OnDisconnect.CONTINUE : OnDisconnect.CANCEL,
+            excludeReasoning: o.excludeReasoning ?? false,
           },
           { signal: o.signal, headers },
         ),
@@ -180,7 +185,12 @@ export function createClient(options: ClientOptions): AgentStreamClient {
       let failures = 0;
       for (;;) {
         const stream = raw.subscribeRun(
-          { runId: o.runId, afterSeq: position, streamingMode: o.streamingMode ?? StreamingMode.CORE },
+          {
+            runId: o.runId,
+            afterSeq: position,
+            streamingMode: o.streamingMode ?? StreamingMode.CORE,
+            excludeReasoning: o.excludeReasoning ?? false,
+          },
           { signal: o.signal, headers },
         );
         try {

@@ -104,7 +104,31 @@ async function runScenario(client: AgentStreamClient, s: Scenario) {
     );
     assert.deepEqual(results, expect.tool_results);
   }
+  if (expect.nesting) checkNesting(messages, expect.nesting);
   checkTerminal(messages, expect);
+}
+
+/** The depth of every message; nested ones name their caller, sender and the tool call that started them. */
+function checkNesting(messages: Message[], nesting: Scenario) {
+  assert.deepEqual(
+    messages.map((m) => m.depth),
+    nesting.depths,
+  );
+  const call = messages.find((m) => m.payload.case === "tool");
+  const callId = call?.payload.case === "tool" ? call.payload.value.actions[0].toolCallId : "";
+  const nested = messages.filter((m) => m.depth > 0);
+  assert.ok(nested.length > 0);
+  for (const m of nested) {
+    assert.equal(m.caller, nesting.caller);
+    assert.equal(m.parentToolCallId, callId);
+    if (m.category === "chunk" || m.category === "agent") assert.equal(m.sender, nesting.sender);
+  }
+  const groups = messages.filter((m) => m.payload.case === "group");
+  assert.deepEqual(
+    groups.map((m) => m.topic),
+    nesting.groups,
+  );
+  for (const m of groups) if (m.payload.case === "group") assert.equal(m.payload.value.toolCallId, callId);
 }
 
 type Scenario = any;
