@@ -462,18 +462,21 @@ def default_responder(body: dict[str, Any]) -> Response:
     time) for the benchmarks.
     """
     messages = body.get("messages", [])
+    tool_messages = [m for m in messages if m.get("role") == "tool"]
+    user = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    if not tool_messages:
+        for tool in body.get("tools") or ():  # an agent offered as a tool: ask it with the user's input
+            function = tool.get("function", {})
+            if set(function.get("parameters", {}).get("properties", {})) == {"input"}:
+                return ToolCalls([(function["name"], {"input": user})])
     bench = BENCH_PROMPT.match(str(messages[-1].get("content") or "")) if messages else None
     if bench:
         rate = float(bench.group(2) or 0)
         return Text(["x "] * int(bench.group(1)), delay_s=1 / rate if rate else 0.0, stamp=bool(bench.group(3)))
-    tool_messages = [m for m in messages if m.get("role") == "tool"]
+    if tool_messages and BENCH_PROMPT.match(user):
+        return Text(["done"])  # a bench run through an agent tool: only the nested agent's tokens count
     if tool_messages:
         return Text(_words(f"The answer is {tool_messages[-1].get('content')}."))
-    user = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
-    for tool in body.get("tools") or ():  # an agent offered as a tool: ask it with the user's input
-        function = tool.get("function", {})
-        if set(function.get("parameters", {}).get("properties", {})) == {"input"}:
-            return ToolCalls([(function["name"], {"input": user})])
     offers_calculator = any(t.get("function", {}).get("name") == "calculator" for t in body.get("tools") or ())
     match = _ARITHMETIC.search(user)
     if match and offers_calculator and any(op in match.group(0) for op in "+-*/%"):
