@@ -23,6 +23,7 @@ EXPECTED_CLASS = {
     ev.Output: m.OutputMessage,
     ev.GroupEvent: m.GroupMessage,
     ev.MemoryAppended: m.MemoryMessage,
+    ev.Interrupt: m.InterruptMessage,
 }
 
 

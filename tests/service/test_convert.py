@@ -55,6 +55,17 @@ SAMPLES: dict[type, tuple[ev.Event, str]] = {
     ev.Output: (ev.Output(content="done", agent_name="a"), "output"),
     ev.GroupEvent: (ev.GroupEvent(group_id="g", members=("a", "b"), content="x"), "group"),
     ev.MemoryAppended: (ev.MemoryAppended(role="user", content="hi", agent_name="a"), "memory"),
+    ev.Interrupt: (
+        ev.Interrupt(
+            interrupt_id="i1",
+            kind=ev.InterruptKind.TOOL_APPROVAL,
+            tool_calls=(ev.Action("calculator", "c1", "a", {"expression": "1+1"}),),
+            question="approve calculator?",
+            agent_name="a",
+            expires_at=1700000000.5,
+        ),
+        "interrupt",
+    ),
 }
 
 

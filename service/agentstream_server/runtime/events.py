@@ -193,7 +193,39 @@ class MemoryAppended:
     agent_name: str
 
 
-Event = Chunk | ToolCall | ToolResult | AgentStep | TaskStarted | TaskFinished | Output | GroupEvent | MemoryAppended
+class InterruptKind(enum.Enum):
+    """What a person is asked for."""
+
+    TOOL_APPROVAL = "tool_approval"
+    INPUT = "input"
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """The run waits for a person (``resolved`` False), or the wait is over (True, with the decision)."""
+
+    category: ClassVar[str] = "task"
+    interrupt_id: str
+    kind: InterruptKind
+    tool_calls: tuple[Action, ...] = ()
+    question: str = ""
+    agent_name: str = ""
+    expires_at: float = 0.0
+    """Wall-clock time (epoch seconds) at which it resolves as rejected if nobody answers."""
+    approved: bool = False
+    message: str = ""
+    resolved: bool = False
+
+    @property
+    def topic(self) -> str:
+        """'interrupt' while waiting, 'interrupt_resolved' once decided."""
+        return "interrupt_resolved" if self.resolved else "interrupt"
+
+
+Event = (
+    Chunk | ToolCall | ToolResult | AgentStep | TaskStarted | TaskFinished | Output | GroupEvent | MemoryAppended
+    | Interrupt
+)  # fmt: skip
 """Every kind of event a run can produce."""
 
 

@@ -17,6 +17,8 @@ from agentstream_server.runtime.events import (
     Event,
     GroupEvent,
     GroupKind,
+    Interrupt,
+    InterruptKind,
     MemoryAppended,
     Output,
     RunEvent,
@@ -31,6 +33,7 @@ from agentstream_server.runtime.events import (
 
 _STATUSES = {status.value: status for status in TaskStatus}
 _GROUP_KINDS = {kind.value: kind for kind in GroupKind}
+_INTERRUPT_KINDS = {kind.value: kind for kind in InterruptKind}
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps builds one per call
 
 
@@ -58,6 +61,19 @@ def decode_record(data: bytes) -> RunEvent:
         )  # fmt: skip
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise CodecError(f"not an encoded run event: {type(exc).__name__}: {exc}") from None
+
+
+def encode_event(event: Event) -> bytes:
+    """One domain event alone (e.g. a run's pending interrupts, kept in its registry entry)."""
+    return _encode_json(_event(event)).encode()
+
+
+def decode_event(data: bytes) -> Event:
+    """The event encode_event wrote; raises CodecError on anything else."""
+    try:
+        return _decode_event(json.loads(data))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise CodecError(f"not an encoded event: {type(exc).__name__}: {exc}") from None
 
 
 def encode_terminal(event: TaskFinished) -> bytes:
@@ -105,6 +121,10 @@ def _event(event: Event) -> list[Any]:
                     event.to_agent, event.tool_call_id, event.depth, usage, event.success]  # fmt: skip
         case MemoryAppended():
             return ["memory", event.role, event.content, event.agent_name]
+        case Interrupt():
+            return ["interrupt", event.interrupt_id, event.kind.value, [_action(a) for a in event.tool_calls],
+                    event.question, event.agent_name, event.expires_at, event.approved, event.message,
+                    event.resolved]  # fmt: skip
         case _:
             assert_never(event)
 
@@ -136,6 +156,10 @@ def _decode_event(data: Sequence[Any]) -> Event:
                           to_agent=f[5], tool_call_id=f[6], depth=f[7], usage=usage, success=f[9])  # fmt: skip
     if kind == "memory":
         return MemoryAppended(role=f[0], content=f[1], agent_name=f[2])
+    if kind == "interrupt":
+        calls = tuple(_decode_action(a) for a in f[2])
+        return Interrupt(interrupt_id=f[0], kind=_INTERRUPT_KINDS[f[1]], tool_calls=calls, question=f[3],
+                         agent_name=f[4], expires_at=f[5], approved=f[6], message=f[7], resolved=f[8])  # fmt: skip
     raise KeyError(f"unknown event kind {kind!r}")
 
 

@@ -15,6 +15,8 @@ from agentstream_server.runtime.events import (
     Chunk,
     GroupEvent,
     GroupKind,
+    Interrupt,
+    InterruptKind,
     MemoryAppended,
     Output,
     RunEvent,
@@ -182,11 +184,31 @@ def to_proto(record: RunEvent) -> pb.Message:
             message.memory.role = event.role
             message.memory.content = event.content
             message.memory.agent_name = event.agent_name
+        case Interrupt():
+            fill_interrupt(message.interrupt, event)
         case _:
             assert_never(event)
     return message
 
 
+def fill_interrupt(target: pb.InterruptPayload, event: Interrupt) -> None:
+    """Fill an InterruptPayload (a streamed event, or one of GetRun's pending interrupts)."""
+    target.interrupt_id = event.interrupt_id
+    target.kind = _INTERRUPT_KINDS[event.kind]
+    target.tool_calls.extend(_actions(event.tool_calls))
+    target.question = event.question
+    target.agent_name = event.agent_name
+    if event.expires_at:
+        target.expires_at.FromNanoseconds(int(event.expires_at * 1e9))
+    target.approved = event.approved
+    target.message = event.message
+    target.resolved = event.resolved
+
+
+_INTERRUPT_KINDS = {
+    InterruptKind.TOOL_APPROVAL: pb.INTERRUPT_KIND_TOOL_APPROVAL,
+    InterruptKind.INPUT: pb.INTERRUPT_KIND_INPUT,
+}
 _GROUP_KINDS = {
     GroupKind.HANDOFF: pb.GROUP_EVENT_KIND_HANDOFF,
     GroupKind.AGENT_START: pb.GROUP_EVENT_KIND_AGENT_START,
