@@ -188,6 +188,15 @@ class InterruptNotFound(AgentStreamError):
     reason = "INTERRUPT_NOT_FOUND"
 
 
+def interrupt_not_found(run_id: str, interrupt_id: str) -> InterruptNotFound:
+    """The error for an unknown run or interrupt (the same for both, so another tenant's run ids cannot be probed)."""
+    return InterruptNotFound(
+        f"run {run_id!r} has no interrupt {interrupt_id!r}",
+        field="interrupt_id",
+        metadata={"run_id": run_id, "interrupt_id": interrupt_id},
+    )
+
+
 class InterruptAlreadyResolved(AgentStreamError):
     """The interrupt was already resolved (by another caller, or by its approval timeout)."""
 

@@ -242,7 +242,7 @@ description = "invoices"
         ('[agents.a]\nhandoffs = ["nobody"]\n', "handoffs names undefined agents ['nobody']"),
         ('[agents.a]\nagent_tools = ["b"]\n', "agent_tools names undefined agents ['b']"),
         ("[agents.a]\nhandoffs = [1]\n", "handoffs must be a list of agent names"),
-        ('[agents.a]\nagent_tools = ["b", "b"]\n[agents.b]\n', "agent_tools names an agent twice"),
+        ('[agents.a]\nagent_tools = ["b", "b"]\n[agents.b]\n', "agent_tools names one of its agent names twice"),
         (
             '[agents.a]\ntools = ["calculator"]\nagent_tools = ["calculator"]\n[agents.calculator]\n',
             "tool 'calculator' and agent tool 'calculator' are both offered to the model as 'calculator'",

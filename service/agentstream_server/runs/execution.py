@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from agentstream_server.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
+from agentstream_server.runs.approvals import InterruptLedger, NoLedger, RunGate
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import (
@@ -53,7 +54,9 @@ class Run:
         paced: bool = True,
         created_at: float | None = None,
         tenant: str = "",
+        ledger: InterruptLedger | None = None,
     ) -> None:
+        """``ledger``: where the run's interrupts are recorded so any replica can resolve them (the store)."""
         self.chunk_window_s = chunk_window_ms / 1000
         self.run_id = run_id
         self.request = request
@@ -68,15 +71,26 @@ class Run:
         self._cancel_reason = "cancelled"
         self._abort_error: AgentStreamError | None = None
         self._task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.Timeout | None = None
+        self._waiting = 0
+        self._remaining_s: float | None = None
+        self.gate = RunGate(run_id, tenant, ledger or NoLedger(), self._pause_deadline, self._resume_deadline)
+        """Where the run's agents wait for people (approvals, questions)."""
 
     def info(self) -> RunInfo:
         """A snapshot for GetRun."""
         terminal = self.log.terminal
+        pending = self.gate.pending if terminal is None else ()
+        if terminal is not None:
+            status = terminal.status
+        else:
+            status = TaskStatus.INPUT_REQUIRED if pending else TaskStatus.RUNNING
         return RunInfo(
             run_id=self.run_id,
             agent=self.agent.name,
             session_id=self.request.session_id,
-            status=terminal.status if terminal is not None else TaskStatus.RUNNING,
+            status=status,
+            pending_interrupts=pending,
             created_at=self.created_at,
             finished_at=self.finished_at,
             last_seq=self.log.last_seq,
@@ -114,6 +128,25 @@ class Run:
             self._cancel_reason = reason
             self._task.cancel()
 
+    def resolve(self, interrupt_id: str, approve: bool, message: str) -> TaskStatus:
+        """Deliver a person's decision on one of the run's interrupts (see RunGate.resolve)."""
+        return self.gate.resolve(interrupt_id, approve, message)
+
+    def _pause_deadline(self) -> None:
+        """Waiting for people does not count against the run's time limit."""
+        self._waiting += 1
+        deadline = self._deadline
+        if self._waiting == 1 and deadline is not None and (when := deadline.when()) is not None:
+            self._remaining_s = when - asyncio.get_running_loop().time()
+            deadline.reschedule(None)
+
+    def _resume_deadline(self) -> None:
+        self._waiting -= 1
+        deadline = self._deadline
+        if self._waiting == 0 and deadline is not None and self._remaining_s is not None:
+            deadline.reschedule(asyncio.get_running_loop().time() + self._remaining_s)
+            self._remaining_s = None
+
     def fail(self, error: AgentStreamError) -> None:
         """Stop the run like cancel, but end it FAILED with this error (e.g. its run store was lost)."""
         if self._task is not None and not self._task.done():
@@ -137,33 +170,43 @@ class Run:
         answer = ""
         terminal: TaskFinished | None = None
         try:
-            async with asyncio.timeout(self.timeout_s):
-                async with contextlib.aclosing(
-                    run_agent(self.agent, self.request.input, model, chunk_window_s=self.chunk_window_s, team=team)
-                ) as events:
-                    log = self.log
-                    async for item in events:
-                        if isinstance(item, Nested):  # an agent called as a tool: counted, attributed, never the answer
-                            event, scope = item.event, item.scope
-                            if type(event) is AgentStep and event.usage is not None:
-                                usage += event.usage
-                            log.append(
-                                event,
-                                sender=_sender_of(event, scope.agent),
-                                caller=scope.caller,
-                                parent_tool_call_id=scope.parent_tool_call_id,
-                                depth=scope.depth,
-                            )
-                        else:
-                            if type(item) is AgentStep and item.usage is not None:
-                                usage += item.usage
-                            elif type(item) is Output:
-                                answer = item.content
-                            elif type(item) is GroupEvent and item.kind is GroupKind.HANDOFF:
-                                agent_name = item.to_agent  # from now on the run's answer is this agent's
-                            log.append(item, sender=_sender_of(item, agent_name))
-                        if log.must_wait:
-                            await log.wait_writable()
+            self._deadline = asyncio.timeout(self.timeout_s)
+            async with (
+                self._deadline,
+                contextlib.aclosing(
+                    run_agent(
+                        self.agent,
+                        self.request.input,
+                        model,
+                        chunk_window_s=self.chunk_window_s,
+                        team=team,
+                        gate=self.gate,
+                    )
+                ) as events,
+            ):
+                log = self.log
+                async for item in events:
+                    if isinstance(item, Nested):  # an agent called as a tool: counted, attributed, never the answer
+                        event, scope = item.event, item.scope
+                        if type(event) is AgentStep and event.usage is not None:
+                            usage += event.usage
+                        log.append(
+                            event,
+                            sender=_sender_of(event, scope.agent),
+                            caller=scope.caller,
+                            parent_tool_call_id=scope.parent_tool_call_id,
+                            depth=scope.depth,
+                        )
+                    else:
+                        if type(item) is AgentStep and item.usage is not None:
+                            usage += item.usage
+                        elif type(item) is Output:
+                            answer = item.content
+                        elif type(item) is GroupEvent and item.kind is GroupKind.HANDOFF:
+                            agent_name = item.to_agent  # from now on the run's answer is this agent's
+                        log.append(item, sender=_sender_of(item, agent_name))
+                    if log.must_wait:
+                        await log.wait_writable()
             terminal = TaskFinished(
                 status=TaskStatus.SUCCEEDED,
                 success=True,

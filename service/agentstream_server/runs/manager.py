@@ -148,6 +148,7 @@ class RunManager:
             paced=paced,
             created_at=created_at,
             tenant=tenant,
+            ledger=self.store,
         )
         self._local[key] = run
         self._live.add(run)
@@ -215,6 +216,13 @@ class RunManager:
         await run.wait()
         terminal = run.log.terminal
         return already_finished, terminal.status if terminal is not None else TaskStatus.CANCELLED
+
+    async def resolve_interrupt(
+        self, run_id: str, interrupt_id: str, approve: bool, message: str, *, tenant: str = ""
+    ) -> TaskStatus:
+        """Deliver a person's decision to a run waiting for it, wherever it executes (through the store, which
+        resolves each interrupt exactly once across replicas); returns the run's status after it."""
+        return await self.store.resolve_interrupt(run_id, interrupt_id, approve, message, tenant=tenant)
 
     def fail(self, run_id: str, error: AgentStreamError, *, tenant: str = "") -> None:
         """End a run executing here FAILED with this error (no-op for a finished or remote run)."""

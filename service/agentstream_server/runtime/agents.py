@@ -20,8 +20,10 @@ DEFAULT_INSTRUCTIONS = (
 )
 _AGENT_KEYS = {
     "instructions", "description", "model", "tools", "max_steps", "temperature", "tool_timeout", "tool_timeouts",
-    "handoffs", "agent_tools",
+    "handoffs", "agent_tools", "approval", "ask_user", "approval_timeout",
 }  # fmt: skip
+DEFAULT_APPROVAL_TIMEOUT_S = 600.0
+"""Seconds a call waiting for approval (or a question for the user) waits before it resolves as rejected."""
 DEFAULT_TOOL_TIMEOUT_S = 60.0
 """Seconds a tool call may take when the agents file sets no tool_timeout."""
 MAX_TEMPERATURE = 2.0
@@ -51,6 +53,12 @@ class AgentSpec:
     """Agents this one may hand the run over to (offered as transfer_to_<name> tools)."""
     agent_tools: tuple[str, ...] = ()
     """Agents this one may call as tools (offered under their own names, one `input` parameter)."""
+    approval: frozenset[str] = frozenset()
+    """Tools whose calls wait for a person's approval (ResolveInterrupt) before they run."""
+    ask_user: bool = False
+    """Offer the built-in ask_user tool: the model asks the user a question and waits for the answer."""
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    """Seconds an approval or a question waits before it resolves as rejected."""
 
     def timeout_for(self, tool_name: str) -> float:
         """Seconds a call of this tool may take before the model is told it did not finish."""
@@ -141,6 +149,11 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
         description=_typed(where, table, "description", str, ""),
         handoffs=_agent_names(where, table, "handoffs"),
         agent_tools=_agent_names(where, table, "agent_tools"),
+        approval=frozenset(_agent_names(where, table, "approval", what="tool names")),
+        ask_user=_flag(where, table, "ask_user"),
+        approval_timeout_s=_seconds(
+            where, "approval_timeout", table.get("approval_timeout", DEFAULT_APPROVAL_TIMEOUT_S)
+        ),
         name=name,
         instructions=instructions,
         model=model,
@@ -152,13 +165,20 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
     )
 
 
-def _agent_names(where: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+def _agent_names(where: str, table: dict[str, Any], key: str, *, what: str = "agent names") -> tuple[str, ...]:
     names = _typed(where, table, key, list, [])
     if not all(isinstance(name, str) and name for name in names):
-        raise AgentConfigError(f"{where}: {key} must be a list of agent names")
+        raise AgentConfigError(f"{where}: {key} must be a list of {what}")
     if len(set(names)) != len(names):
-        raise AgentConfigError(f"{where}: {key} names an agent twice")
+        raise AgentConfigError(f"{where}: {key} names one of its {what} twice")
     return tuple(names)
+
+
+def _flag(where: str, table: dict[str, Any], key: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise AgentConfigError(f"{where}: {key} must be true or false")
+    return value
 
 
 def check_team(agents: Mapping[str, AgentSpec], *, where: str) -> None:
@@ -178,10 +198,15 @@ def check_team(agents: Mapping[str, AgentSpec], *, where: str) -> None:
         offered: dict[str, str] = {tool.name: f"tool {tool.name!r}" for tool in spec.tools}
         extra = [(handoff_tool_name(n), f"handoff to {n!r}") for n in spec.handoffs]
         extra += [(n, f"agent tool {n!r}") for n in spec.agent_tools]
+        if spec.ask_user:
+            extra.append(("ask_user", "the built-in ask_user tool"))
         for name, what in extra:
             if name in offered:
                 raise AgentConfigError(f"{at}: {offered[name]} and {what} are both offered to the model as {name!r}")
             offered[name] = what
+        unknown = sorted(spec.approval - set(offered))
+        if unknown:
+            raise AgentConfigError(f"{at}: approval names {unknown}, which are not among its tools: {sorted(offered)}")
 
 
 def handoff_tool_name(agent_name: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from agentstream_server.errors import MaxStepsExceeded
 from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.approvals import Consultation, Gate, ask_user_tool, consult
 from agentstream_server.runtime.arguments import parse_arguments
 from agentstream_server.runtime.coalesce import coalesce
 from agentstream_server.runtime.events import (
@@ -49,6 +50,7 @@ async def run_agent(
     history: Sequence[Mapping[str, Any]] = (),
     team: Team | None = None,
     depth: int = 0,
+    gate: Gate | None = None,
 ) -> AsyncGenerator[Event | Nested, None]:
     """Run an agent on an input, yielding its events as they happen; the last one is its Output.
 
@@ -61,6 +63,7 @@ async def run_agent(
     With a ``team``, the agent may hand the run over (``transfer_to_<agent>``: the new agent goes on with the
     conversation so far, its events name it) and call agents as tools: their events are yielded wrapped in
     ``Nested`` with their scope; this agent's own events are yielded bare. ``depth`` is this run's nesting depth.
+    Calls of tools in the agent's ``approval`` list, and ask_user calls, wait for a person through ``gate``.
     """
     messages: list[dict[str, Any]] = []
     if spec.instructions:
@@ -75,8 +78,9 @@ async def run_agent(
     while True:
         extra = AgentTools.of(spec, team)
         tools = {tool.name: tool for tool in spec.tools}
-        tool_specs = [openai_tool_spec(tool) for tool in (*spec.tools, *extra.specs)]
-        caller = Caller(spec, depth, team, chunk_window_s, extra.agents)
+        offered = (*spec.tools, *extra.specs, *((ask_user_tool(),) if spec.ask_user else ()))
+        tool_specs = [openai_tool_spec(tool) for tool in offered]
+        caller = Caller(spec, depth, team, chunk_window_s, extra.agents, gate)
         handed_to: AgentSpec | None = None
         for _ in range(spec.max_steps):
             step += 1
@@ -129,9 +133,18 @@ async def run_agent(
                 yield Output(content=content, agent_name=spec.name)
                 return
             yield ToolCall(actions=actions)
-            transfers = [a for a in actions if a.tool_name in extra.handoffs]
             results: dict[str, ToolResult] = {}
-            calls = tuple(a for a in actions if a.tool_name not in extra.handoffs)
+            asked = Consultation()
+            if spec.approval or spec.ask_user:
+                async with contextlib.aclosing(consult(gate, spec, actions, bad_arguments, asked)) as answers:
+                    async for answer in answers:
+                        if type(answer) is ToolResult:
+                            results[answer.tool_call_id] = answer
+                        yield answer
+            transfers = [a for a in actions if a.tool_name in extra.handoffs and a.tool_call_id not in asked.rejected]
+            calls = tuple(
+                a for a in actions if a.tool_name not in extra.handoffs and a.tool_call_id not in asked.rejected
+            )
             async with contextlib.aclosing(run_tools(caller, tools, calls, bad_arguments)) as finished:
                 async for item in finished:
                     if type(item) is ToolResult:

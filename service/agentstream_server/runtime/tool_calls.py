@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from agentstream_server.errors import AgentDepthExceeded, AgentStreamError
 from agentstream_server.runtime.agents import AgentSpec
+from agentstream_server.runtime.approvals import Gate
 from agentstream_server.runtime.events import (
     Action,
     AgentStep,
@@ -46,6 +47,8 @@ class Caller:
     chunk_window_s: float = 0.0
     agent_tools: Mapping[str, str] = field(default_factory=dict)
     """Tool name -> agent name for the agents this one may call as tools."""
+    gate: Gate | None = None
+    """Where nested agents wait for people (the run's)."""
 
 
 async def run_tools(
@@ -201,7 +204,13 @@ async def _call_agent(
     )
     answer = ""
     events = run_agent(
-        spec, request, team.model_for(spec), chunk_window_s=caller.chunk_window_s, team=team, depth=depth
+        spec,
+        request,
+        team.model_for(spec),
+        chunk_window_s=caller.chunk_window_s,
+        team=team,
+        depth=depth,
+        gate=caller.gate,
     )
     async with contextlib.aclosing(events):
         async for item in events:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agentstream_server.errors import AgentStreamError
-from agentstream_server.runtime.events import RunEvent, TaskFinished, TaskStatus
+from agentstream_server.runtime.events import Interrupt, RunEvent, TaskFinished, TaskStatus
 from agentstream_server.store.log import RunLog
 
 
@@ -25,6 +25,8 @@ class RunInfo:
     finished_at: float | None
     last_seq: int
     terminal: TaskFinished | None
+    pending_interrupts: tuple[Interrupt, ...] = ()
+    """While the status is INPUT_REQUIRED: the interrupts waiting for a decision."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,10 @@ class RunControl(Protocol):
 
     def fail(self, error: AgentStreamError) -> None:
         """Stop the run; it ends FAILED with this error (e.g. the store lost the ability to share it)."""
+        ...
+
+    def resolve(self, interrupt_id: str, approve: bool, message: str) -> TaskStatus:
+        """Deliver a decision on one of the run's interrupts; InterruptNotFound / InterruptAlreadyResolved."""
         ...
 
 
@@ -99,6 +105,25 @@ class RunStore(Protocol):
 
     def subscriber(self, run_id: str, limit: int, *, tenant: str = "") -> AbstractAsyncContextManager[None]:
         """Hold one of a run's subscriber slots (counted across replicas); TooManySubscribers past ``limit``."""
+        ...
+
+    async def open_interrupt(
+        self, tenant: str, run_id: str, interrupt: Interrupt, pending: tuple[Interrupt, ...]
+    ) -> None:
+        """Record a run's waiting interrupt (status INPUT_REQUIRED, GetRun lists ``pending``) for every replica."""
+        ...
+
+    async def close_interrupt(
+        self, tenant: str, run_id: str, interrupt_id: str, pending: tuple[Interrupt, ...]
+    ) -> bool:
+        """Mark a run's interrupt resolved unless it already is; False if a decision got there first."""
+        ...
+
+    async def resolve_interrupt(
+        self, run_id: str, interrupt_id: str, approve: bool, message: str, *, tenant: str = ""
+    ) -> TaskStatus:
+        """Deliver a decision to the replica executing the run; InterruptNotFound for an unknown run or
+        interrupt, InterruptAlreadyResolved for one already decided. Returns the run's status after it."""
         ...
 
     async def close(self) -> None:

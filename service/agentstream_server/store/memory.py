@@ -13,8 +13,9 @@ from agentstream_server.errors import (
     RunAlreadyExists,
     RunNotFound,
     TooManySubscribers,
+    interrupt_not_found,
 )
-from agentstream_server.runtime.events import RunEvent, TaskStatus
+from agentstream_server.runtime.events import Interrupt, RunEvent, TaskStatus
 from agentstream_server.store.base import NewRun, RunControl, RunInfo
 from agentstream_server.store.log import RunLog, subscription
 
@@ -143,6 +144,26 @@ class MemoryStore:
             yield
         finally:
             entry.subscribers -= 1
+
+    async def open_interrupt(
+        self, tenant: str, run_id: str, interrupt: Interrupt, pending: tuple[Interrupt, ...]
+    ) -> None:
+        """Nothing to record: the run executes in this process, which answers for its interrupts."""
+
+    async def close_interrupt(
+        self, tenant: str, run_id: str, interrupt_id: str, pending: tuple[Interrupt, ...]
+    ) -> bool:
+        """Decisions reach the run in this process only through its own gate: nobody else can get there first."""
+        return True
+
+    async def resolve_interrupt(
+        self, run_id: str, interrupt_id: str, approve: bool, message: str, *, tenant: str = ""
+    ) -> TaskStatus:
+        """Deliver the decision to the run (it executes in this process); an unknown run is InterruptNotFound."""
+        entry = self._entries.get((tenant, run_id))
+        if entry is None or entry.control is None:
+            raise interrupt_not_found(run_id, interrupt_id)
+        return entry.control.resolve(interrupt_id, approve, message)
 
     async def close(self) -> None:
         """Stop the expiry timer."""

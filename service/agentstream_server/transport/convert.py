@@ -99,6 +99,8 @@ def run_to_proto(info: RunInfo) -> rpb.Run:
         except Exception:  # never let one bad field make a run undescribable
             message.response.Clear()
             message.response.CopyFrom(_placeholder_task())
+    for interrupt in info.pending_interrupts:
+        fill_interrupt(message.pending_interrupts.add(), interrupt)
     return message
 
 

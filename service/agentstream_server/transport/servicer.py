@@ -27,6 +27,8 @@ from agentstream_server.transport.convert import (
 from agentstream_server.transport.status import Context, reports_errors
 from agentstream_server.transport.validation import (
     validate_cancel_reason,
+    validate_decision_message,
+    validate_interrupt_id,
     validate_run_id,
     validate_run_request,
     validate_subscription,
@@ -101,12 +103,18 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteSession is not implemented by this server yet")
         raise AssertionError("abort raises")
 
+    @reports_errors
     async def ResolveInterrupt(
         self, request: rpb.ResolveInterruptRequest, context: Context
     ) -> rpb.ResolveInterruptResponse:
-        """Not built yet (issue 14): answers UNIMPLEMENTED."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ResolveInterrupt is not implemented by this server yet")
-        raise AssertionError("abort raises")
+        """Approve or reject a waiting run's tool calls, or answer its question."""
+        run_id = validate_run_id(request.run_id)
+        interrupt_id = validate_interrupt_id(request.interrupt_id)
+        message = validate_decision_message(request.message)
+        status = await self._runs.resolve_interrupt(
+            run_id, interrupt_id, request.approve, message, tenant=self._tenant_of(context)
+        )
+        return rpb.ResolveInterruptResponse(status=TASK_STATUS_TO_PROTO[status])
 
     async def _encoded(
         self,

@@ -112,6 +112,30 @@ def validate_cancel_reason(reason: str) -> str:
     return reason
 
 
+MAX_DECISION_MESSAGE_CHARS = 64 * 1024
+"""The longest ResolveInterrupt message (it becomes a tool result the model reads, and an event)."""
+
+
+def validate_interrupt_id(interrupt_id: str) -> str:
+    """Check a ResolveInterrupt's interrupt id (as the run's interrupt event named it)."""
+    if not RUN_ID_PATTERN.fullmatch(interrupt_id):
+        raise InvalidArgument(
+            "interrupt_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-' (copy it from the "
+            "run's interrupt event or GetRun's pending_interrupts)",
+            field="interrupt_id",
+        )
+    return interrupt_id
+
+
+def validate_decision_message(message: str) -> str:
+    """Check a ResolveInterrupt message: bounded, since the model reads it as a tool result."""
+    if len(message) > MAX_DECISION_MESSAGE_CHARS:
+        raise InvalidArgument(
+            f"message is {len(message)} characters; the limit is {MAX_DECISION_MESSAGE_CHARS}", field="message"
+        )
+    return message
+
+
 def validate_subscription(run_id: str, streaming_mode: int) -> Mode:
     """Check a SubscribeRun request's run id and mode; returns the mode."""
     validate_run_id(run_id)

@@ -19,13 +19,16 @@ from agentstream_server.errors import (
     RunNotFound,
     RunStoreUnavailable,
     check_subscription_position,
+    interrupt_not_found,
 )
 from agentstream_server.redact import redact_url
-from agentstream_server.runtime.events import RunEvent, TaskFinished, TaskStatus
+from agentstream_server.runtime.events import Interrupt, RunEvent, TaskFinished, TaskStatus
 from agentstream_server.store.base import NewRun, RunControl, RunInfo
 from agentstream_server.store.codec import CodecError, decode_record, decode_terminal, encode_record, encode_terminal
 from agentstream_server.store.log import EventsNotRetained, RunLog
 from agentstream_server.store.redis import scripts
+from agentstream_server.store.redis.approvals import InterruptLedger, decode_pending
+from agentstream_server.store.redis.control import watch_control
 from agentstream_server.store.redis.interrupts import interrupt_if_orphaned
 from agentstream_server.store.redis.scripts import control_key, run_key, seq_of
 from agentstream_server.store.redis.subscribers import SubscriberSlots
@@ -42,6 +45,7 @@ CONTROL_TTL_S = 60
 """A replica's control stream expires this long after its last cancel request (its watcher reads them at once)."""
 CLOSE_TIMEOUT_S = 2.0
 STATUS_BY_NAME = {status.value: status for status in TaskStatus}
+LIVE = frozenset({TaskStatus.RUNNING, TaskStatus.INPUT_REQUIRED})
 
 
 class RedisUnavailable(RuntimeError):
@@ -82,6 +86,7 @@ class RedisStore:
         self._max_retained = max_retained
         self._claim = self._redis.register_script(scripts.CLAIM)
         self._interrupt = self._redis.register_script(scripts.INTERRUPT)
+        self._approvals = InterruptLedger(self._redis, self.live_ttl_s)
         self._tasks: set[asyncio.Task[None]] = set()
         self._mirrors: set[asyncio.Task[None]] = set()
         self._controls: dict[tuple[str, str], RunControl] = {}
@@ -110,7 +115,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(f"cannot reach Redis at {self._url}: {type(exc).__name__}: {exc}") from None
         self._spawn(self._renew_leases())
-        self._spawn(self._watch_control())
+        self._spawn(watch_control(self._redis, self.replica_id, self._controls, BLOCK_MS))
         self._spawn(self._tail.run())
 
     async def close(self, flush_timeout_s: float = 5.0) -> None:
@@ -231,23 +236,6 @@ class RedisStore:
                 for control in list(self._controls.values()):  # runs whose events can no longer be shared
                     control.fail(RunStoreUnavailable(f"lost the run store (Redis at {self._url})"))
 
-    async def _watch_control(self) -> None:
-        stream = control_key(self.replica_id)
-        last = "0-0"  # the stream is this replica's alone (a new id per process): every entry in it is for us
-        while True:
-            try:
-                replies = await self._redis.xread({stream: last}, block=BLOCK_MS, count=100)
-            except (RedisError, OSError):
-                await asyncio.sleep(BLOCK_MS / 1000)
-                continue
-            for _, entries in replies or ():
-                for entry_id, fields in entries:
-                    last = entry_id
-                    tenant = fields.get(b"tenant", b"").decode()
-                    control = self._controls.get((tenant, fields[b"run_id"].decode()))
-                    if control is not None:
-                        control.cancel(fields.get(b"reason", b"").decode())
-
     # ---------------------------------------------------------------------------------------- any replica
 
     async def read(self, run_id: str, after_seq: int, *, tenant: str = "") -> AsyncIterator[RunEvent]:
@@ -303,21 +291,50 @@ class RedisStore:
         entry = await self._entry(tenant, run_id)
         with self._store_errors():
             terminal = decode_terminal(entry[b"terminal"]) if b"terminal" in entry else None
+            status = _status_of(entry)
+            pending = decode_pending(entry.get(b"pending")) if status is TaskStatus.INPUT_REQUIRED else ()
         return RunInfo(
             run_id=run_id,
             agent=entry.get(b"agent", b"").decode(),
             session_id=entry.get(b"session_id", b"").decode(),
-            status=_status_of(entry),
+            status=status,
+            pending_interrupts=pending,
             created_at=float(entry.get(b"created_at", b"0")),
             finished_at=float(entry[b"finished_at"]) if b"finished_at" in entry else None,
             last_seq=int(entry.get(b"last_seq", b"0")),
             terminal=terminal,
         )
 
+    async def open_interrupt(
+        self, tenant: str, run_id: str, interrupt: Interrupt, pending: tuple[Interrupt, ...]
+    ) -> None:
+        """Record a run's waiting interrupt for every replica (status INPUT_REQUIRED)."""
+        with self._store_errors():
+            await self._approvals.open(tenant, run_id, interrupt, pending)
+
+    async def close_interrupt(
+        self, tenant: str, run_id: str, interrupt_id: str, pending: tuple[Interrupt, ...]
+    ) -> bool:
+        """Mark a run's interrupt resolved unless a decision got there first (False then)."""
+        with self._store_errors():
+            return await self._approvals.close(tenant, run_id, interrupt_id, pending)
+
+    async def resolve_interrupt(
+        self, run_id: str, interrupt_id: str, approve: bool, message: str, *, tenant: str = ""
+    ) -> TaskStatus:
+        """Claim the decision (exactly once across replicas) and route it to the replica executing the run."""
+        try:
+            entry = await self._entry(tenant, run_id)
+        except RunNotFound:
+            raise interrupt_not_found(run_id, interrupt_id) from None
+        with self._store_errors():
+            owner = entry.get(b"owner", b"").decode()
+            return await self._approvals.resolve(tenant, run_id, owner, interrupt_id, approve, message)
+
     async def cancel(self, run_id: str, reason: str, *, tenant: str = "") -> tuple[bool, TaskStatus]:
         """Route a cancel to the replica executing the run and wait (bounded) for its terminal event."""
         entry = await self._entry(tenant, run_id)
-        if _status_of(entry) != TaskStatus.RUNNING:
+        if _status_of(entry) not in LIVE:
             return True, _status_of(entry)
         key = run_key(tenant, run_id, ":events")
         with self._store_errors():  # read before the request: the terminal may be written before we look again
@@ -352,7 +369,9 @@ class RedisStore:
             entry: dict[bytes, bytes] = await self._redis.hgetall(run_key(tenant, run_id))
             if not entry or b"agent" not in entry:
                 raise _not_found(run_id)
-            if entry.get(b"status") == b"running" and await self._interrupt_if_orphaned((tenant, run_id)):
+            if entry.get(b"status") in (b"running", b"input_required") and await self._interrupt_if_orphaned(
+                (tenant, run_id)
+            ):
                 entry = await self._redis.hgetall(run_key(tenant, run_id))
             return entry
 
