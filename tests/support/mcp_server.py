@@ -6,7 +6,8 @@
 
 Tools: add (structured int), echo (text), point (structured object), fail (an isError result), die (the
 process exits mid-call), slow + slow_started + cancellations (a slow call, and what the server saw of its
-cancellation), grow (adds a tool and says the tool list changed), pid.
+cancellation), grow (adds a tool and says the tool list changed), pid. With MCP_TEST_LINGER=1 in its environment
+it keeps running after its stdin closes, until it is killed (as a badly behaved server would).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import contextlib
 import os
 import socket
 import sys
+import threading
+import time
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -134,6 +137,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", nargs="?", const=0, type=int, default=None)
     args = parser.parse_args()
+    if os.environ.get("MCP_TEST_LINGER"):  # a badly behaved server: outlives the end of its stdin until killed
+        threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
     if args.http is None:
         server.run()
     else:
