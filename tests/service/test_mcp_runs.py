@@ -40,8 +40,15 @@ mcp_servers = {uses}
 @pytest.fixture
 def agents_file(tmp_path: Path) -> Path:
     path = tmp_path / "agents.toml"
-    path.write_text(agents_toml(STDIO))
+    write(path, agents_toml(STDIO))
     return path
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+MISSING = '[mcp_servers.calc]\ncommand = "/nonexistent/mcp-server"\nstartup_timeout = 5\n'
 
 
 @pytest.fixture
@@ -108,7 +115,7 @@ async def test_cancelling_a_run_cancels_its_mcp_call_on_the_server(start: StartS
 
 async def test_streamable_http_server_round_trip(start: StartServer, fake_llm: FakeLLM, agents_file: Path) -> None:
     async with http_mcp_server() as http:
-        agents_file.write_text(agents_toml(f'[mcp_servers.web]\nurl = "{http.url}"\n', uses='["web"]'))
+        write(agents_file, agents_toml(f'[mcp_servers.web]\nurl = "{http.url}"\n', uses='["web"]'))
         server = await start()
         fake_llm.script(ToolCalls([("echo", {"text": "over http"})]), Text(["ok"]))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -121,7 +128,7 @@ async def test_streamable_http_server_round_trip(start: StartServer, fake_llm: F
 async def test_a_tool_filter_offers_only_the_tools_it_names(
     start: StartServer, fake_llm: FakeLLM, agents_file: Path
 ) -> None:
-    agents_file.write_text(agents_toml(STDIO, uses='[{ server = "calc", tools = ["echo"] }]'))
+    write(agents_file, agents_toml(STDIO, uses='[{ server = "calc", tools = ["echo"] }]'))
     server = await start()
     fake_llm.script(Text(["hi"]))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -132,21 +139,19 @@ async def test_a_tool_filter_offers_only_the_tools_it_names(
 async def test_a_tool_filter_naming_a_tool_the_server_lacks_is_a_start_up_error(
     start: StartServer, agents_file: Path
 ) -> None:
-    agents_file.write_text(agents_toml(STDIO, uses='[{ server = "calc", tools = ["echo", "nope"] }]'))
+    write(agents_file, agents_toml(STDIO, uses='[{ server = "calc", tools = ["echo", "nope"] }]'))
     with pytest.raises(McpStartError, match=r"the tools filter of MCP server 'calc' names \['nope'\]"):
         await start()
 
 
 async def test_two_tools_with_one_name_is_a_start_up_error_naming_both(start: StartServer, agents_file: Path) -> None:
-    agents_file.write_text(agents_toml(STDIO, tools='["tests.support.tools:add"]'))
+    write(agents_file, agents_toml(STDIO, tools='["tests.support.tools:add"]'))
     with pytest.raises(McpStartError, match=r"two tools are named 'add': its tool 'add' and tool 'add' of MCP server"):
         await start()
 
 
 async def test_a_server_that_cannot_start_is_a_start_up_error_naming_it(start: StartServer, agents_file: Path) -> None:
-    agents_file.write_text(
-        agents_toml('[mcp_servers.calc]\ncommand = "/nonexistent/mcp-server"\nstartup_timeout = 5\n')
-    )
+    write(agents_file, agents_toml(MISSING))
     with pytest.raises(McpStartError, match=r"MCP server 'calc' \(command '/nonexistent/mcp-server'\) did not start"):
         await start()
 
@@ -154,9 +159,7 @@ async def test_a_server_that_cannot_start_is_a_start_up_error_naming_it(start: S
 async def test_lazy_mode_starts_without_the_server_and_the_run_goes_on(
     start: StartServer, fake_llm: FakeLLM, agents_file: Path
 ) -> None:
-    agents_file.write_text(
-        agents_toml('[mcp_servers.calc]\ncommand = "/nonexistent/mcp-server"\nstartup_timeout = 5\n')
-    )
+    write(agents_file, agents_toml(MISSING))
     server = await start(mcp_lazy=True)
     fake_llm.script(Text(["no tools from it"]))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
