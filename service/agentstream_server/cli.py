@@ -78,6 +78,14 @@ def serve(
     insecure: Annotated[
         bool | None, typer.Option("--insecure", help="Allow a non-loopback --host without authentication or TLS.")
     ] = None,
+    mcp_lazy: Annotated[
+        bool | None,
+        typer.Option(
+            "--mcp-lazy",
+            help="Open each MCP server of the agents file on first use instead of at start-up "
+            "[default: $AGENTSTREAM_MCP_LAZY].",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
     worker_id: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
     ready_fd: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
@@ -111,6 +119,7 @@ def serve(
             auth_jwt_audience=auth_jwt_audience,
             auth_tenant_claim=auth_tenant_claim,
             insecure=insecure,
+            mcp_lazy=mcp_lazy,
         )
         if settings.workers > 1:
             given = {"--host": host, "--agents": agents, "--grace": grace, "--store": store}
@@ -119,6 +128,7 @@ def serve(
             given |= {"--auth-jwt-audience": auth_jwt_audience, "--auth-tenant-claim": auth_tenant_claim}
             child_args = [arg for flag, value in given.items() if value is not None for arg in (flag, str(value))]
             child_args += ["--insecure"] if insecure else []
+            child_args += ["--mcp-lazy"] if mcp_lazy else []
             raise typer.Exit(run_workers(settings, [*child_args, "--log-level", log_level]))
         ready = tell_supervisor(ready_fd, worker_id or 0, settings.host) if ready_fd is not None else None
         run_event_loop(run_server(settings, ready))

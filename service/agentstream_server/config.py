@@ -68,6 +68,7 @@ class Settings:
     auth_jwt_audience: str | None = None
     auth_tenant_claim: str = "tenant"
     insecure: bool = False
+    mcp_lazy: bool = False  # open each MCP server on first use instead of at start-up
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -218,5 +219,6 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_AUTH_JWT_AUDIENCE": ("auth_jwt_audience", str),
     "AGENTSTREAM_AUTH_TENANT_CLAIM": ("auth_tenant_claim", str),
     "AGENTSTREAM_INSECURE": ("insecure", _boolean),
+    "AGENTSTREAM_MCP_LAZY": ("mcp_lazy", _boolean),
 }
 """Environment variable -> (settings field, parser)."""

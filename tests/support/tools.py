@@ -28,3 +28,8 @@ def block_forever(label: str) -> str:
     """A sync tool that never returns, as a call stuck on a dead network peer would: its thread stays blocked."""
     threading.Event().wait()
     return label
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers (its name is also a tool of the MCP test server: a clash on purpose)."""
+    return a + b

@@ -55,6 +55,8 @@ class ToolResult:
     is_error: bool
     duration: float
     agent_name: str
+    mcp_server: str = ""
+    """The MCP server the tool belongs to; empty for other tools."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +311,13 @@ def from_proto(message: pb.Message) -> Message:
     if kind == "tool_result":
         r = message.tool_result
         result = ToolResult(
-            r.tool_call_id, r.tool_name, r.content, r.is_error, r.duration.ToNanoseconds() / 1e9, r.agent_name
+            r.tool_call_id,
+            r.tool_name,
+            r.content,
+            r.is_error,
+            r.duration.ToNanoseconds() / 1e9,
+            r.agent_name,
+            r.mcp_server,
         )
         return ToolResultMessage(*envelope, result, *nesting)
     if kind == "agent":

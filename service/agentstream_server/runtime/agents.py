@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from agentstream_server.runtime.builtin_tools import BUILTIN_TOOLS
+from agentstream_server.runtime.mcp_config import (
+    McpConfigError,
+    McpServerConfig,
+    McpServerUse,
+    parse_agent_mcp_servers,
+    parse_mcp_servers,
+)
 from agentstream_server.runtime.tools import TOOL_NAME, Tool, load_tool
+from agentstream_server.runtime.toolsets import Toolset
 
 DEFAULT_AGENT_NAME = "assistant"
 DEFAULT_INSTRUCTIONS = (
@@ -20,7 +28,7 @@ DEFAULT_INSTRUCTIONS = (
 )
 _AGENT_KEYS = {
     "instructions", "description", "model", "tools", "max_steps", "temperature", "tool_timeout", "tool_timeouts",
-    "handoffs", "agent_tools", "approval", "ask_user", "approval_timeout",
+    "handoffs", "agent_tools", "approval", "ask_user", "approval_timeout", "mcp_servers",
 }  # fmt: skip
 DEFAULT_APPROVAL_TIMEOUT_S = 600.0
 """Seconds a call waiting for approval (or a question for the user) waits before it resolves as rejected."""
@@ -59,6 +67,10 @@ class AgentSpec:
     """Offer the built-in ask_user tool: the model asks the user a question and waits for the answer."""
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     """Seconds an approval or a question waits before it resolves as rejected."""
+    mcp_servers: tuple[McpServerUse, ...] = ()
+    """The MCP servers whose tools it gets (see mcp_servers.McpServers, which binds them as toolsets)."""
+    toolsets: tuple[Toolset, ...] = ()
+    """Tools listed while the server runs (an MCP server's), offered after its own tools."""
 
     def timeout_for(self, tool_name: str) -> float:
         """Seconds a call of this tool may take before the model is told it did not finish."""
@@ -71,6 +83,8 @@ class AgentCatalog:
 
     agents: dict[str, AgentSpec]
     default: str
+    mcp_servers: Mapping[str, McpServerConfig] = field(default_factory=dict)
+    """The [mcp_servers.NAME] tables of the agents file."""
 
 
 def default_agents() -> AgentCatalog:
@@ -93,23 +107,29 @@ def load_agents(path: str | os.PathLike[str]) -> AgentCatalog:
         raise AgentConfigError(f"agents file {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise AgentConfigError(f"agents file {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"default", "agents"}
+    unknown = set(data) - {"default", "agents", "mcp_servers"}
     if unknown:
-        raise AgentConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; expected 'default', 'agents'")
+        raise AgentConfigError(
+            f"{path}: unknown top-level keys {sorted(unknown)}; expected 'default', 'agents', 'mcp_servers'"
+        )
     tables = data.get("agents")
     if not isinstance(tables, dict) or not tables:
         raise AgentConfigError(f"{path}: define at least one agent as a [agents.NAME] table")
-    agents = {name: _agent(path, name, table) for name, table in tables.items()}
+    try:
+        servers = parse_mcp_servers(path, data.get("mcp_servers"))
+        agents = {name: _agent(path, name, table, servers) for name, table in tables.items()}
+    except McpConfigError as exc:
+        raise AgentConfigError(str(exc)) from None
     check_team(agents, where=str(path))
     default = data.get("default", DEFAULT_AGENT_NAME if DEFAULT_AGENT_NAME in agents else next(iter(agents)))
     if not isinstance(default, str):
         raise AgentConfigError(f"{path}: default must be a string naming an agent; agents: {sorted(agents)}")
     if default not in agents:
         raise AgentConfigError(f"{path}: default agent {default!r} is not defined; agents: {sorted(agents)}")
-    return AgentCatalog(agents=agents, default=default)
+    return AgentCatalog(agents=agents, default=default, mcp_servers=servers)
 
 
-def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
+def _agent(path: str | os.PathLike[str], name: str, table: Any, servers: Mapping[str, McpServerConfig]) -> AgentSpec:
     where = f"{path}: [agents.{name}]"
     if not name.strip():
         raise AgentConfigError(f"{path}: an agent name must not be blank")
@@ -139,8 +159,9 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
         seen.add(tool.name)
     tool_timeout = _seconds(where, "tool_timeout", table.get("tool_timeout", DEFAULT_TOOL_TIMEOUT_S))
     overrides = _typed(where, table, "tool_timeouts", dict, {})
+    mcp_servers = parse_agent_mcp_servers(where, table.get("mcp_servers"), servers)
     for tool_name in overrides:
-        if tool_name not in seen:
+        if tool_name not in seen and not mcp_servers:  # an MCP tool's name is checked once its server lists it
             raise AgentConfigError(
                 f"{where}: tool_timeouts names {tool_name!r}, which is not one of its tools: {sorted(seen)}"
             )
@@ -162,6 +183,7 @@ def _agent(path: str | os.PathLike[str], name: str, table: Any) -> AgentSpec:
         temperature=None if temperature is None else float(temperature),
         tool_timeout_s=tool_timeout,
         tool_timeouts=tool_timeouts,
+        mcp_servers=mcp_servers,
     )
 
 
@@ -205,7 +227,7 @@ def check_team(agents: Mapping[str, AgentSpec], *, where: str) -> None:
                 raise AgentConfigError(f"{at}: {offered[name]} and {what} are both offered to the model as {name!r}")
             offered[name] = what
         unknown = sorted(spec.approval - set(offered))
-        if unknown:
+        if unknown and not spec.mcp_servers:  # with MCP servers, checked once they list their tools
             raise AgentConfigError(f"{at}: approval names {unknown}, which are not among its tools: {sorted(offered)}")
 
 

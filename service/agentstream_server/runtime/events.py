@@ -87,6 +87,8 @@ class ToolResult:
     is_error: bool
     duration_s: float
     agent_name: str
+    mcp_server: str = ""
+    """The MCP server the tool belongs to; empty for other tools."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from agentstream_server.runtime.model import ChatModel, Finish, TextDelta, ToolC
 from agentstream_server.runtime.team import AgentTools, Team
 from agentstream_server.runtime.tool_calls import Caller, run_tools
 from agentstream_server.runtime.tools import openai_tool_spec
+from agentstream_server.runtime.toolsets import current_tools
 
 
 @dataclass
@@ -77,8 +78,9 @@ async def run_agent(
     step = 0
     while True:
         extra = AgentTools.of(spec, team)
-        tools = {tool.name: tool for tool in spec.tools}
-        offered = (*spec.tools, *extra.specs, *((ask_user_tool(),) if spec.ask_user else ()))
+        own = await current_tools(spec.name, spec.tools, spec.toolsets)  # MCP tools as their servers list them
+        tools = {tool.name: tool for tool in own}
+        offered = (*own, *extra.specs, *((ask_user_tool(),) if spec.ask_user else ()))
         tool_specs = [openai_tool_spec(tool) for tool in offered]
         caller = Caller(spec, depth, team, chunk_window_s, extra.agents, gate)
         handed_to: AgentSpec | None = None

@@ -24,7 +24,7 @@ from agentstream_server.runtime.events import (
     Usage,
 )
 from agentstream_server.runtime.team import AGENT_TOOL_INPUT, Team
-from agentstream_server.runtime.tools import Tool
+from agentstream_server.runtime.tools import Tool, ToolFailure
 from agentstream_server.runtime.utf8 import utf8_safe
 
 MAX_TOOL_RESULT_CHARS = 256 * 1024
@@ -136,6 +136,8 @@ async def _run_one(
                 content = f"tool {action.tool_name} did not finish within {timeout_s:g} s"
             elif isinstance(exc, AgentStreamError):
                 content = _bounded(f"agent {agent_name} failed: {exc.message}")
+            elif isinstance(exc, ToolFailure):  # the tool's own error result (an MCP isError): told as it is
+                content = _bounded(_describe(exc))
             else:
                 content = _bounded(f"{type(exc).__name__}: {_describe(exc)}")
         except asyncio.CancelledError:
@@ -166,6 +168,7 @@ async def _run_one(
             is_error=is_error,
             duration_s=time.monotonic() - started,
             agent_name=action.agent_name,
+            mcp_server=tool.mcp_server if tool is not None else "",
         )
     )
 

@@ -27,6 +27,10 @@ class ToolArgumentsError(ValueError):
     """The model called a tool with arguments that do not match its schema."""
 
 
+class ToolFailure(Exception):
+    """A tool's own error result: the model is told its message as it is (no exception type in front)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A tool offered to the model: a name, a description, a JSON schema and an async call."""
@@ -35,6 +39,8 @@ class Tool:
     description: str
     parameters: Mapping[str, Any]
     call: Callable[[Mapping[str, Any]], Awaitable[str]]
+    mcp_server: str = ""
+    """The MCP server the tool comes from; empty for a built-in or Python tool."""
 
 
 def tool_from_function(fn: Callable[..., Any], *, name: str | None = None) -> Tool:

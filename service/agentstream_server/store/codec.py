@@ -102,7 +102,7 @@ def _event(event: Event) -> list[Any]:
             return ["tool", [_action(a) for a in event.actions]]
         case ToolResult():
             return ["tool_result", event.tool_call_id, event.tool_name, event.content, event.is_error,
-                    event.duration_s, event.agent_name]  # fmt: skip
+                    event.duration_s, event.agent_name, event.mcp_server]  # fmt: skip
         case AgentStep():
             usage = None if event.usage is None else _usage(event.usage)
             return ["agent", event.agent_name, event.step, event.content, [_action(a) for a in event.tool_calls],
@@ -137,7 +137,7 @@ def _decode_event(data: Sequence[Any]) -> Event:
         return ToolCall(actions=tuple(_decode_action(a) for a in f[0]))
     if kind == "tool_result":
         return ToolResult(tool_call_id=f[0], tool_name=f[1], content=f[2], is_error=f[3], duration_s=f[4],
-                          agent_name=f[5])  # fmt: skip
+                          agent_name=f[5], mcp_server=f[6] if len(f) > 6 else "")  # fmt: skip
     if kind == "agent":
         usage = None if f[5] is None else _decode_usage(f[5])
         return AgentStep(agent_name=f[0], step=f[1], content=f[2], tool_calls=tuple(_decode_action(a) for a in f[3]),

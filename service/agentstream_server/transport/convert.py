@@ -149,6 +149,8 @@ def to_proto(record: RunEvent) -> pb.Message:
             result.is_error = event.is_error
             result.duration.FromNanoseconds(int(event.duration_s * 1e9))
             result.agent_name = event.agent_name
+            if event.mcp_server:
+                result.mcp_server = event.mcp_server
         case AgentStep():
             step = message.agent
             step.agent_name = event.agent_name

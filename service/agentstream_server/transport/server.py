@@ -20,6 +20,7 @@ from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from agentstream_server.config import Settings
 from agentstream_server.runs.manager import RunLimits, RunManager
 from agentstream_server.runtime.agents import AgentCatalog, default_agents, load_agents
+from agentstream_server.runtime.mcp_servers import McpServers
 from agentstream_server.runtime.provider import ModelProvider
 from agentstream_server.runtime.tool_threads import TOOL_THREADS
 from agentstream_server.store.base import RunStore
@@ -51,6 +52,7 @@ class RunningServer:
     store: RunStore
     watcher: asyncio.Task[None]
     auth: Authenticator
+    mcp: McpServers
 
     async def shutdown(self, grace_s: float) -> None:
         """Graceful stop: NOT_SERVING, refuse new runs, let live runs finish for grace_s, cancel the rest."""
@@ -60,6 +62,7 @@ class RunningServer:
         await self.runs.drain(grace_s)
         await self.server.stop(STREAM_FLUSH_GRACE_S)
         self.watcher.cancel()
+        await self.mcp.aclose()  # after the runs: no MCP call is left; stdio servers' processes are stopped
         await self.store.close()
         await self.models.aclose()
         logger.info("stopped")
@@ -79,7 +82,13 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
     credentials = server_credentials(settings)  # None: plaintext; a bad TLS file stops us here, named
     auth = open_auth(settings)  # refuses to start on a bad tokens/JWKS file or an exposed, unauthenticated address
     TOOL_THREADS.max_workers = settings.tool_threads
-    store = await open_store(settings)  # refuses to start, naming the store, when it does not answer
+    mcp = McpServers(catalog)
+    catalog = await mcp.start(lazy=settings.mcp_lazy)  # refuses to start, naming an MCP server that does not open
+    try:
+        store = await open_store(settings)  # refuses to start, naming the store, when it does not answer
+    except BaseException:
+        await mcp.aclose()
+        raise
     try:
         models = ModelProvider(settings)
         runs = RunManager(catalog.agents, catalog.default, models.model_for, RunLimits.from_settings(settings), store)
@@ -123,8 +132,9 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
             logger.info("listening on %s:%d", settings.host, port)
     except BaseException:
         await store.close()
+        await mcp.aclose()
         raise
-    return RunningServer(server, port, runs, health_servicer, models, store, watcher, auth)
+    return RunningServer(server, port, runs, health_servicer, models, store, watcher, auth, mcp)
 
 
 REQUEST_ENVELOPE_BYTES = 64 * 1024
