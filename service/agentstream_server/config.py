@@ -68,6 +68,9 @@ class Settings:
     auth_jwt_audience: str | None = None
     auth_tenant_claim: str = "tenant"
     insecure: bool = False
+    session_max_turns: int = 100
+    session_max_chars: int = 200_000
+    session_idle_ttl_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -218,5 +221,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_AUTH_JWT_AUDIENCE": ("auth_jwt_audience", str),
     "AGENTSTREAM_AUTH_TENANT_CLAIM": ("auth_tenant_claim", str),
     "AGENTSTREAM_INSECURE": ("insecure", _boolean),
+    "AGENTSTREAM_SESSION_MAX_TURNS": ("session_max_turns", _positive_int),
+    "AGENTSTREAM_SESSION_MAX_CHARS": ("session_max_chars", _positive_int),
+    "AGENTSTREAM_SESSION_TTL": ("session_idle_ttl_s", _positive_float),
 }
 """Environment variable -> (settings field, parser)."""

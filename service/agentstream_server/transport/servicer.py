@@ -21,6 +21,7 @@ from agentstream_server.transport.convert import (
     EncodeFailure,
     run_request_from_proto,
     run_to_proto,
+    session_to_proto,
     start_request_from_proto,
     to_proto_checked,
 )
@@ -29,6 +30,7 @@ from agentstream_server.transport.validation import (
     validate_cancel_reason,
     validate_run_id,
     validate_run_request,
+    validate_session_id,
     validate_subscription,
 )
 
@@ -91,15 +93,18 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         run_id = validate_run_id(request.run_id)
         return run_to_proto(await self._runs.describe(run_id, tenant=self._tenant_of(context)))
 
+    @reports_errors
     async def GetSession(self, request: rpb.GetSessionRequest, context: Context) -> rpb.Session:
-        """Not built yet (issue 13): answers UNIMPLEMENTED."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetSession is not implemented by this server yet")
-        raise AssertionError("abort raises")
+        """Describe a session: its turns, runs and times."""
+        session_id = validate_session_id(request.session_id)
+        return session_to_proto(await self._runs.session(session_id, tenant=self._tenant_of(context)))
 
+    @reports_errors
     async def DeleteSession(self, request: rpb.DeleteSessionRequest, context: Context) -> rpb.DeleteSessionResponse:
-        """Not built yet (issue 13): answers UNIMPLEMENTED."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteSession is not implemented by this server yet")
-        raise AssertionError("abort raises")
+        """Forget a session's history."""
+        session_id = validate_session_id(request.session_id)
+        deleted = await self._runs.delete_session(session_id, tenant=self._tenant_of(context))
+        return rpb.DeleteSessionResponse(deleted_turns=deleted)
 
     async def ResolveInterrupt(
         self, request: rpb.ResolveInterruptRequest, context: Context

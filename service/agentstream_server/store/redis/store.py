@@ -28,8 +28,10 @@ from agentstream_server.store.log import EventsNotRetained, RunLog
 from agentstream_server.store.redis import scripts
 from agentstream_server.store.redis.interrupts import interrupt_if_orphaned
 from agentstream_server.store.redis.scripts import control_key, run_key, seq_of
+from agentstream_server.store.redis.sessions import RedisSessions
 from agentstream_server.store.redis.subscribers import SubscriberSlots
 from agentstream_server.store.redis.tail import Entry, StreamTail
+from agentstream_server.store.sessions import SessionBounds
 
 logger = logging.getLogger("agentstream.redis")
 
@@ -60,6 +62,7 @@ class RedisStore:
         max_retained: int,
         run_timeout_s: float,
         max_connections: int,
+        sessions: SessionBounds | None = None,
     ) -> None:
         """``ttl_s``: how long a finished run stays in Redis; ``run_timeout_s``: the longest a run can execute;
         ``max_connections``: the most connections this replica opens to Redis (callers queue for a free one)."""
@@ -91,6 +94,11 @@ class RedisStore:
             self._redis, scripts.wake_key(self.replica_id), self._interrupt_if_orphaned, block_ms=BLOCK_MS,
             batch=MIRROR_BATCH,
         )  # fmt: skip
+        self.sessions = RedisSessions(
+            self._redis, self._store_errors, lease_ms=self._lease_ms, live_ttl_s=self.live_ttl_s,
+            bounds=sessions or SessionBounds(),
+        )  # fmt: skip
+        """Sessions shared by every replica on this Redis."""
         self._healthy = True
 
     @property
@@ -221,6 +229,7 @@ class RedisStore:
                     for tenant, run_id in list(self._controls):
                         pipe.set(run_key(tenant, run_id, ":lease"), self.replica_id, px=self._lease_ms)
                     await self._slots.renew(pipe)
+                    await self.sessions.renew(pipe)
                     pipe.ping()
                     await pipe.execute()
                 self._healthy = True
