@@ -1,9 +1,10 @@
 """Sessions in Redis: any replica continues any session; one live run per session, held with a lease.
 
 Keys of a session share one hash tag (Redis Cluster keeps them on one shard): a hash (``created_at``,
-``updated_at``, ``turns`` as JSON, ``version``), a list of its run ids, and a lease naming the live run. The
-replica executing that run renews the lease with its run leases; a replica that dies stops renewing, and the
-session is free again one lease later.
+``updated_at``, ``turns`` as JSON, ``holder``: the run that claimed it last), a list of its run ids, and a
+lease naming the live run. The replica executing that run renews the lease with its run leases; a replica
+that dies stops renewing, and the session is free again one lease later (its run, should it come back, can
+no longer write: another run holds the session, or held it since).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ local holder = redis.call('GET', KEYS[2])
 if holder then return {0, holder} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 if redis.call('HSETNX', KEYS[1], 'created_at', ARGV[3]) == 1 then
-  redis.call('HSET', KEYS[1], 'updated_at', ARGV[3], 'turns', '[]', 'version', 0)
+  redis.call('HSET', KEYS[1], 'updated_at', ARGV[3], 'turns', '[]')
 end
+redis.call('HSET', KEYS[1], 'holder', ARGV[1])
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -34,9 +36,8 @@ return {1, redis.call('HGET', KEYS[1], 'turns')}
 """Takes the session for run ARGV[1] unless a live run holds it: {1, turns} or {0, the live run id}."""
 
 RELEASE = """
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[1], 'version') ~= ARGV[3] then return 0 end
+if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'holder')
 redis.call('DEL', KEYS[2])
 if ARGV[2] == 'forget' then
   redis.call('LREM', KEYS[3], 0, ARGV[1])
@@ -45,15 +46,14 @@ if ARGV[2] == 'forget' then
     return 1
   end
 elseif ARGV[2] == 'append' then
-  redis.call('HSET', KEYS[1], 'turns', ARGV[4], 'updated_at', ARGV[5])
-  redis.call('HINCRBY', KEYS[1], 'version', 1)
+  redis.call('HSET', KEYS[1], 'turns', ARGV[3], 'updated_at', ARGV[4])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
 return 1
 """
-"""Ends run ARGV[1]'s hold (unless another run holds the session, or its history changed since ARGV[3] was
-read): ARGV[2] 'append' stores the history ARGV[4], 'forget' removes the run, 'keep' changes nothing."""
+"""Ends run ARGV[1]'s hold, unless another run claimed the session since (its hold lapsed): ARGV[2] 'append'
+stores the history ARGV[3] (computed under the hold), 'forget' removes the run, 'keep' changes nothing."""
 
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -121,9 +121,9 @@ class RedisSessions:
         keys = session_keys(tenant, session_id)
         try:
             with self._store_errors():
-                turns, version = await self._redis.hmget(keys[0], "turns", "version")
-                if turns is None:
-                    return  # expired: the run outlived its session's keys
+                turns, holder = await self._redis.hmget(keys[0], "turns", "holder")
+                if turns is None or holder != run_id.encode():
+                    return  # deleted or expired, or another run claimed it after this run's hold lapsed
                 action, history = "keep", ""
                 if added is None:
                     action = "forget"
@@ -131,7 +131,7 @@ class RedisSessions:
                     action, history = "append", encode_turns(bounded([*decode_turns(turns), *added], self.bounds))
                 await self._release(
                     keys=keys,
-                    args=[run_id, action, version, history, repr(time.time()), self._idle_ttl_s],
+                    args=[run_id, action, history, repr(time.time()), self._idle_ttl_s],
                 )
         finally:
             if self._held.get((tenant, session_id)) == run_id:
