@@ -52,9 +52,9 @@ class Conversation:
         await self._release(self._recorder.turns if record else ())
 
     def end_soon(self) -> None:
-        """end(record=False) in the background (for a run that ended before it started)."""
+        """end() in the background (for a run that ended before its first step: its input is its one turn)."""
         if not self._ended:
-            task = asyncio.get_running_loop().create_task(self.end(record=False))
+            task = asyncio.get_running_loop().create_task(self.end())
             _ending.add(task)
             task.add_done_callback(_ending.discard)
 
