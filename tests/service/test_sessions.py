@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -222,3 +223,59 @@ async def test_a_session_started_on_one_replica_continues_on_another(
         assert [m["content"] for m in fake_llm.requests[2]["messages"][1:]] == [
             "My name is Ada.", "Hello Ada.", "wait", "And my name?"
         ]  # fmt: skip
+
+
+TEAM_TOML = """
+default = "triage"
+
+[agents.triage]
+instructions = "Route the user."
+handoffs = ["billing"]
+agent_tools = ["researcher"]
+
+[agents.billing]
+instructions = "You handle invoices."
+
+[agents.researcher]
+instructions = "You look things up."
+"""
+
+
+async def test_a_session_keeps_the_top_level_conversation_not_nested_agents(
+    start: StartServer, store: str, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    path = tmp_path / "team.toml"
+    path.write_text(TEAM_TOML)
+    server = await start(store=store, agents_file=path)
+    fake_llm.script(
+        ToolCalls([("researcher", {"input": "look it up"})]),
+        Text(["nested ", "finding"]),  # the researcher's answer: its result, not a turn of the session
+        ToolCalls([("transfer_to_billing", {"reason": "invoice"})]),
+        Text(["Paid."]),
+        Text(["ok"]),
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = rpb_grpc.RunnerServiceStub(channel)
+        assert (await talk(stub, "my invoice?", session_id="team")).answer == "Paid."
+        session = await stub.GetSession(rpb.GetSessionRequest(session_id="team"))
+        assert [(t.role, t.content, t.agent_name) for t in session.turns] == [
+            ("user", "my invoice?", "triage"),
+            ("assistant", "", "triage"),  # calls the researcher
+            ("tool", "nested finding", "triage"),
+            ("assistant", "", "triage"),  # hands off
+            ("tool", "transferred to billing", "triage"),
+            ("assistant", "Paid.", "billing"),
+        ]
+        await talk(stub, "thanks", session_id="team")
+        sent = fake_llm.requests[-1]["messages"]
+        assert "You look things up." not in [m.get("content") for m in sent]
+        assert [m["role"] for m in sent] == [
+            "system",
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+            "tool",
+            "assistant",
+            "user",
+        ]
