@@ -150,3 +150,33 @@ async def test_run_with_a_client_certificate_but_no_key_is_a_usage_error(pki: Pk
     )
     assert code == 2
     assert "error: --cert and --key go together" in err
+
+
+async def test_run_with_session_continues_the_conversation(fake_llm: FakeLLM, server: RunningServer) -> None:
+    fake_llm.responder = default_responder
+    target = ("--target", f"127.0.0.1:{server.port}")
+    code, _, err = await cli("run", "my name is Ada", "--session", "cli-1", *target)
+    assert code == 0, err
+    code, out, err = await cli("run", "What did I just ask?", "--session", "cli-1", *target)
+    assert code == 0, err
+    assert "You asked: my name is Ada" in out
+    code, out, _ = await cli("run", "What did I just ask?", *target)
+    assert "You asked nothing before." in out  # without --session, a run starts afresh
+
+
+async def test_chat_keeps_one_session_across_lines(fake_llm: FakeLLM, server: RunningServer) -> None:
+    fake_llm.responder = default_responder
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentstream_server", "chat", "--session", "repl-1", "--target",
+        f"127.0.0.1:{server.port}", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    lines = "my name is Ada\nWhat did I just ask?\n/history\n/forget\nWhat did I just ask?\n"
+    out, err = await process.communicate(lines.encode())
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    assert "session repl-1" in text
+    assert "You asked: my name is Ada" in text
+    assert "user: What did I just ask?" in text and "(4 turns, 2 runs)" in text
+    assert "forgot 4 turns" in text
+    assert text.index("forgot 4 turns") < text.index("You asked nothing before.")

@@ -69,6 +69,9 @@ class Settings:
     auth_tenant_claim: str = "tenant"
     insecure: bool = False
     mcp_lazy: bool = False  # open each MCP server on first use instead of at start-up
+    session_max_turns: int = 100
+    session_max_chars: int = 200_000
+    session_idle_ttl_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -220,5 +223,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_AUTH_TENANT_CLAIM": ("auth_tenant_claim", str),
     "AGENTSTREAM_INSECURE": ("insecure", _boolean),
     "AGENTSTREAM_MCP_LAZY": ("mcp_lazy", _boolean),
+    "AGENTSTREAM_SESSION_MAX_TURNS": ("session_max_turns", _positive_int),
+    "AGENTSTREAM_SESSION_MAX_CHARS": ("session_max_chars", _positive_int),
+    "AGENTSTREAM_SESSION_TTL": ("session_idle_ttl_s", _positive_float),
 }
 """Environment variable -> (settings field, parser)."""

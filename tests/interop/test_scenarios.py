@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,10 @@ async def run_scenario(scenario: dict[str, Any], target: str, connect: Connect) 
         return
     if "terminals" in scenario:
         check_terminal_mapping(scenario)
+        return
+    if "session" in scenario:
+        async with connect(target) as client:
+            await run_session_scenario(scenario, client)
         return
     async with connect(target) as client:
         stream = client.streaming_run(
@@ -255,3 +260,35 @@ def check_terminal_mapping(scenario: dict[str, Any]) -> None:
         error = error_for_task(message.payload)
         assert type(error) is ERRORS_BY_REASON[expect["error"]["reason"]]
         assert (error.code.name, error.reason) == (expect["error"]["code"], expect["error"]["reason"])
+
+
+def check_error(error: AgentStreamError, expected: dict[str, str]) -> None:
+    assert (error.code.name, error.reason) == (expected["code"], expected["reason"])
+
+
+async def run_session_scenario(scenario: dict[str, Any], client: Client) -> None:
+    """A conversation across runs, then GetSession, a busy session, DeleteSession and an unknown session."""
+    steps, expect = scenario["session"], scenario["expect"]["session"]
+    session_id = f"scenario-{uuid.uuid4().hex}"
+    for text, answer in zip(steps["runs"], expect["answers"], strict=True):
+        messages = [m async for m in client.streaming_run(text, session_id=session_id)]
+        assert messages[-1].payload.answer == answer
+        assert {m.session_id for m in messages} == {session_id}
+    session = await client.get_session(session_id)
+    assert [[t.role, t.content] for t in session.turns] == expect["turns"]
+    assert (session.session_id, len(session.run_ids), session.live_run_id) == (session_id, len(steps["runs"]), "")
+    live = await client.start_run(steps["busy_input"], session_id=session_id)
+    for call in (
+        lambda: anext(aiter(client.streaming_run("again", session_id=session_id))),
+        lambda: client.delete_session(session_id),
+    ):
+        with pytest.raises(AgentStreamError) as caught:
+            await call()
+        check_error(caught.value, expect["busy"])
+        assert caught.value.metadata["run_id"] == live
+    await client.cancel_run(live)
+    assert await client.delete_session(session_id) == expect["deleted_turns"]
+    for after in (client.get_session, client.delete_session):
+        with pytest.raises(AgentStreamError) as caught:
+            await after(session_id)
+        check_error(caught.value, expect["unknown"])

@@ -193,3 +193,14 @@ async def test_a_long_prompt_gets_an_answer_about_its_first_words_only() -> None
     text = text_of(deltas)
     assert "You asked about: Tell me about gRPC" in text
     assert len(text) < demo.SCAN_CHARS + 1000
+
+
+async def test_the_demo_model_recalls_the_previous_question_of_a_conversation() -> None:
+    model = DemoChatModel(token_delay_s=0)
+
+    async def answer(messages: list[dict[str, str]]) -> str:
+        return "".join([d.content async for d in model.stream(messages, []) if isinstance(d, TextDelta)])
+
+    history = [{"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": "Hello."}]
+    assert await answer([*history, {"role": "user", "content": "What did I just ask?"}]) == "You asked: My name is Ada."
+    assert await answer([{"role": "user", "content": "what did i ask"}]) == "You have not asked anything before."

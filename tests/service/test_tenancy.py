@@ -165,3 +165,26 @@ async def test_run_starts_are_rate_limited_per_tenant(start: StartServer, tokens
         assert (info.reason, info.metadata["scope"], info.metadata["limit"]) == ("TOO_MANY_RUNS", "tenant_rate", "2")
         assert 0 < float(info.metadata["retry_after_s"]) <= 60
         assert (await stub.StartRun(rpb.StartRunRequest(input="hi"), metadata=bearer(GLOBEX.value))).run_id
+
+
+async def test_sessions_belong_to_their_tenant(server: RunningServer, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = lambda body: Text([f"{len(body['messages'])} messages"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = rpb_grpc.RunnerServiceStub(channel)
+
+        async def talk(token: str, text: str) -> None:
+            stream = stub.StreamingRun(request(text, session_id="chat"), metadata=bearer(token))
+            assert terminal_of([m async for m in stream]).success
+
+        await talk(ACME.value, "acme's secret")
+        await talk(GLOBEX.value, "globex asks")  # the same session id, another tenant: a conversation of its own
+        assert len(fake_llm.requests[-1]["messages"]) == 2
+        globex = await stub.GetSession(rpb.GetSessionRequest(session_id="chat"), metadata=bearer(GLOBEX.value))
+        assert [t.content for t in globex.turns] == ["globex asks", "2 messages"]
+        deleted = await stub.DeleteSession(rpb.DeleteSessionRequest(session_id="chat"), metadata=bearer(GLOBEX.value))
+        assert deleted.deleted_turns == 2
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetSession(rpb.GetSessionRequest(session_id="chat"), metadata=bearer(GLOBEX.value))
+        assert error_details(caught.value)[0].reason == "SESSION_NOT_FOUND"
+        await talk(ACME.value, "and?")  # acme's history is untouched by globex's deletion
+        assert [m["content"] for m in fake_llm.requests[-1]["messages"][1:]] == ["acme's secret", "2 messages", "and?"]

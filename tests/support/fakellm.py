@@ -454,16 +454,21 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\S+\s*", text)
 
 
+RECALL_PROMPT = "what did i just ask?"
+
+
 def default_responder(body: dict[str, Any]) -> Response:
     """The standalone server's behaviour: an agent offered as a tool is asked first; calculator for arithmetic,
-    then the answer; else an echo.
+    then the answer; "What did I just ask?" -> "You asked: <the previous user message>" (from the
+    conversation's history); else an echo.
 
     A prompt ``bench: tokens=N [rate=R] [stamp]`` streams N tokens (at R per second, stamped with their send
     time) for the benchmarks.
     """
     messages = body.get("messages", [])
-    tool_messages = [m for m in messages if m.get("role") == "tool"]
-    user = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    tool_messages = [m for m in messages[users[-1] if users else 0 :] if m.get("role") == "tool"]  # this turn's
+    user = str(messages[users[-1]].get("content") or "") if users else ""
     if not tool_messages:
         for tool in body.get("tools") or ():  # an agent offered as a tool: ask it with the user's input
             function = tool.get("function", {})
@@ -477,6 +482,9 @@ def default_responder(body: dict[str, Any]) -> Response:
         return Text(["done"])  # a bench run through an agent tool: only the nested agent's tokens count
     if tool_messages:
         return Text(_words(f"The answer is {tool_messages[-1].get('content')}."))
+    if user.strip().lower() == RECALL_PROMPT:  # what a conversation's earlier turns are for
+        earlier = str(messages[users[-2]].get("content") or "") if len(users) > 1 else ""
+        return Text(_words(f"You asked: {earlier}" if earlier else "You asked nothing before."))
     offers_calculator = any(t.get("function", {}).get("name") == "calculator" for t in body.get("tools") or ())
     match = _ARITHMETIC.search(user)
     if match and offers_calculator and any(op in match.group(0) for op in "+-*/%"):

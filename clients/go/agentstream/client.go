@@ -58,7 +58,7 @@ func (c *Client) Raw() pb.RunnerServiceClient { return c.stub }
 type RunOptions struct {
 	Agent         string            // empty: the server's default agent
 	Mode          pb.StreamingMode  // zero: CORE
-	SessionID     string            // echoed on every message
+	SessionID     string            // runs sharing it continue one conversation (one live run at a time); echoed on every message
 	RunID         string            // empty: the server makes one
 	Metadata      map[string]string // echoed in the first message's headers
 	Timeout       time.Duration     // the run's server-side time limit; zero: the server's
@@ -284,4 +284,24 @@ func (c *Client) CancelRun(ctx context.Context, runID, reason string) (*pb.Cance
 		return nil, FromStatus(err)
 	}
 	return resp, nil
+}
+
+// GetSession describes a conversation: its turns (oldest first, within the server's bounds), the runs that
+// made them, its times and its live run, if any. An unknown session is a *Error with reason SESSION_NOT_FOUND.
+func (c *Client) GetSession(ctx context.Context, sessionID string) (*pb.Session, error) {
+	session, err := c.stub.GetSession(ctx, &pb.GetSessionRequest{SessionId: sessionID})
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return session, nil
+}
+
+// DeleteSession forgets a conversation's history and returns how many turns it held. A session with a live
+// run is a *Error with reason SESSION_BUSY (Metadata["run_id"] names the run); an unknown one SESSION_NOT_FOUND.
+func (c *Client) DeleteSession(ctx context.Context, sessionID string) (uint32, error) {
+	resp, err := c.stub.DeleteSession(ctx, &pb.DeleteSessionRequest{SessionId: sessionID})
+	if err != nil {
+		return 0, FromStatus(err)
+	}
+	return resp.GetDeletedTurns(), nil
 }

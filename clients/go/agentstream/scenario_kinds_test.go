@@ -3,8 +3,10 @@ package agentstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -154,4 +156,94 @@ func checkTerminalMapping(t *testing.T, s scenario) {
 			t.Fatalf("ErrorForTask: %v, want %s %s", err, s.Expect.Error.Code, s.Expect.Error.Reason)
 		}
 	}
+}
+
+// wantError is an expected error: gRPC code name and reason.
+type wantError struct {
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+}
+
+func checkWantError(t *testing.T, err error, want wantError) *agentstream.Error {
+	t.Helper()
+	var typed *agentstream.Error
+	if !errors.As(err, &typed) {
+		t.Fatalf("error is not an *agentstream.Error: %v", err)
+	}
+	if typed.Code.String() != codeName(want.Code) || typed.Reason != want.Reason {
+		t.Fatalf("got %s %s, want %s %s", typed.Code, typed.Reason, want.Code, want.Reason)
+	}
+	return typed
+}
+
+// runSessionScenario holds a conversation across runs, then checks GetSession, a busy session,
+// DeleteSession and an unknown session.
+func runSessionScenario(t *testing.T, client *agentstream.Client, s scenario) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := s.Expect.Session
+	sessionID := fmt.Sprintf("scenario-go-%d", time.Now().UnixNano())
+	for i, input := range s.Session.Runs {
+		stream, err := client.StreamingRun(ctx, input, agentstream.RunOptions{SessionID: sessionID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last *pb.Message
+		for msg, err := range stream.All() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = msg
+		}
+		if got := last.GetTask().GetAnswer(); got != want.Answers[i] {
+			t.Fatalf("run %d answered %q, want %q", i+1, got, want.Answers[i])
+		}
+	}
+	session, err := client.GetSession(ctx, sessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var turns [][2]string
+	for _, turn := range session.GetTurns() {
+		turns = append(turns, [2]string{turn.GetRole(), turn.GetContent()})
+	}
+	if !reflect.DeepEqual(turns, want.Turns) {
+		t.Fatalf("turns %v, want %v", turns, want.Turns)
+	}
+	if len(session.GetRunIds()) != len(s.Session.Runs) || session.GetLiveRunId() != "" {
+		t.Fatalf("run ids %v, live run %q", session.GetRunIds(), session.GetLiveRunId())
+	}
+	live, err := client.StartRun(ctx, s.Session.BusyInput, agentstream.RunOptions{SessionID: sessionID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busyRun := func() error {
+		stream, err := client.StreamingRun(ctx, "again", agentstream.RunOptions{SessionID: sessionID})
+		if err != nil {
+			return err
+		}
+		for _, err := range stream.All() {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	busyDelete := func() error { _, err := client.DeleteSession(ctx, sessionID); return err }
+	for _, call := range []func() error{busyRun, busyDelete} {
+		if typed := checkWantError(t, call(), want.Busy); typed.Metadata["run_id"] != live {
+			t.Fatalf("metadata run_id %q, want %q", typed.Metadata["run_id"], live)
+		}
+	}
+	if _, err := client.CancelRun(ctx, live, "scenario"); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := client.DeleteSession(ctx, sessionID)
+	if err != nil || deleted != want.DeletedTurns {
+		t.Fatalf("DeleteSession: %d, %v; want %d", deleted, err, want.DeletedTurns)
+	}
+	_, err = client.GetSession(ctx, sessionID)
+	checkWantError(t, err, want.Unknown)
+	_, err = client.DeleteSession(ctx, sessionID)
+	checkWantError(t, err, want.Unknown)
 }

@@ -26,7 +26,18 @@ type scenario struct {
 		CutAfterEvents int `json:"cut_after_events"`
 	} `json:"resume"`
 	Terminals []json.RawMessage `json:"terminals"`
-	Expect    struct {
+	Session   *struct {
+		Runs      []string `json:"runs"`
+		BusyInput string   `json:"busy_input"`
+	} `json:"session"`
+	Expect struct {
+		Session *struct {
+			Answers      []string    `json:"answers"`
+			Turns        [][2]string `json:"turns"`
+			Busy         wantError   `json:"busy"`
+			DeletedTurns uint32      `json:"deleted_turns"`
+			Unknown      wantError   `json:"unknown"`
+		} `json:"session"`
 		Chunks      *int             `json:"chunks"`
 		Categories  []string         `json:"categories"`
 		ChunkText   *string          `json:"chunk_text"`
@@ -111,6 +122,8 @@ func TestScenarios(t *testing.T) {
 				runResumeScenario(t, client, target(t), s)
 			case s.Terminals != nil:
 				checkTerminalMapping(t, s)
+			case s.Session != nil:
+				runSessionScenario(t, client, s)
 			default:
 				runScenario(t, client, s)
 			}

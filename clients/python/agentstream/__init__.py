@@ -41,6 +41,7 @@ from agentstream.messages import (
     ToolResultMessage,
 )
 from agentstream.runners import Runners, Task
+from agentstream.sessions import Session, SessionTurn
 from agentstream.sync_client import SyncClient
 from agentstream.types import GroupEventKind, InterruptKind, StreamingMode, TaskStatus, TopicType
 
@@ -75,8 +76,10 @@ __all__ = [
     "Runners",
     "SeqOutOfRange",
     "ServerDraining",
+    "Session",
     "SessionBusy",
     "SessionNotFound",
+    "SessionTurn",
     "StreamingMode",
     "SyncClient",
     "Task",

@@ -13,6 +13,7 @@ import grpc
 
 from agentstream.errors import TransportError, from_rpc_error
 from agentstream.messages import Message, TaskResponse, from_proto, task_response
+from agentstream.sessions import Session, session_from_proto
 from agentstream.tls import PemSource, channel_credentials
 from agentstream.types import StreamingMode, TaskStatus
 from agentstream.v1 import runner_service_pb2 as rpb
@@ -305,3 +306,29 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return run_info_from_proto(run)
+
+    async def get_session(self, session_id: str) -> Session:
+        """Describe a conversation: its turns (oldest first), its runs, its times and its live run, if any.
+
+        Raises SessionNotFound for a session never used, deleted, or idle past the server's TTL.
+        """
+        try:
+            session = await self._stub.GetSession(
+                rpb.GetSessionRequest(session_id=session_id), metadata=self._call_metadata
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return session_from_proto(session)
+
+    async def delete_session(self, session_id: str) -> int:
+        """Forget a conversation's history; returns how many turns it held.
+
+        Raises SessionBusy while a run is live on it, SessionNotFound when it is not known.
+        """
+        try:
+            response = await self._stub.DeleteSession(
+                rpb.DeleteSessionRequest(session_id=session_id), metadata=self._call_metadata
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return response.deleted_turns

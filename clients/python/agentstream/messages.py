@@ -246,7 +246,8 @@ def _usage(usage: pb.Usage) -> Usage:
     return Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.reasoning_tokens)
 
 
-def _action(action: pb.ActionModel) -> ActionModel:
+def action_from_proto(action: pb.ActionModel) -> ActionModel:
+    """The SDK form of a wire ActionModel."""
     return ActionModel(
         tool_name=action.tool_name,
         action_name=action.action_name,
@@ -307,7 +308,7 @@ def from_proto(message: pb.Message) -> Message:
         c = message.chunk
         return ChunkMessage(*envelope, Chunk(c.content, c.model, c.agent_name, c.step, c.reasoning_content), *nesting)
     if kind == "tool":
-        return ToolMessage(*envelope, [_action(a) for a in message.tool.actions], *nesting)
+        return ToolMessage(*envelope, [action_from_proto(a) for a in message.tool.actions], *nesting)
     if kind == "tool_result":
         r = message.tool_result
         result = ToolResult(
@@ -326,7 +327,7 @@ def from_proto(message: pb.Message) -> Message:
             a.agent_name,
             a.step,
             a.content,
-            [_action(x) for x in a.tool_calls],
+            [action_from_proto(x) for x in a.tool_calls],
             a.finish_reason,
             _usage(a.usage) if a.HasField("usage") else None,
             a.reasoning_content,
@@ -365,7 +366,7 @@ def interrupt(payload: pb.InterruptPayload) -> Interrupt:
     return Interrupt(
         interrupt_id=payload.interrupt_id,
         kind=_enum(InterruptKind, payload.kind),
-        tool_calls=[_action(a) for a in payload.tool_calls],
+        tool_calls=[action_from_proto(a) for a in payload.tool_calls],
         question=payload.question,
         agent_name=payload.agent_name,
         expires_at=_datetime(expires.seconds, expires.nanos) if payload.HasField("expires_at") else None,

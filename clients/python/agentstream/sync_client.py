@@ -19,6 +19,7 @@ from agentstream.client import (
 )
 from agentstream.errors import from_rpc_error
 from agentstream.messages import Message, from_proto
+from agentstream.sessions import Session, session_from_proto
 from agentstream.tls import PemSource, channel_credentials
 from agentstream.types import StreamingMode, TaskStatus
 from agentstream.v1 import runner_service_pb2 as rpb
@@ -179,5 +180,22 @@ class SyncClient:
             return run_info_from_proto(
                 self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=self._call_metadata)
             )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def get_session(self, session_id: str) -> Session:
+        """Describe a conversation (see Client.get_session)."""
+        try:
+            return session_from_proto(
+                self._stub.GetSession(rpb.GetSessionRequest(session_id=session_id), metadata=self._call_metadata)
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def delete_session(self, session_id: str) -> int:
+        """Forget a conversation's history; how many turns it held (see Client.delete_session)."""
+        try:
+            request = rpb.DeleteSessionRequest(session_id=session_id)
+            return self._stub.DeleteSession(request, metadata=self._call_metadata).deleted_turns
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None

@@ -11,6 +11,7 @@ import {
   StreamingMode,
   type CancelRunResponse,
   type Run,
+  type Session,
 } from "./gen/agentstream/v1/runner_service_pb.js";
 import { toAgentStreamError, TransportError, type AgentStreamError } from "./errors.js";
 
@@ -57,6 +58,7 @@ export interface StreamingRunOptions {
   /** Empty: the server's default agent. */
   agent?: string;
   streamingMode?: StreamingMode;
+  /** Runs sharing a session id continue one conversation (one live run at a time); echoed on every message. */
   sessionId?: string;
   runId?: string;
   metadata?: Record<string, string>;
@@ -123,6 +125,10 @@ export interface AgentStreamClient {
   startRun(options: Omit<StreamingRunOptions, "streamingMode" | "continueOnDisconnect" | "signal">): Promise<string>;
   cancelRun(runId: string, reason?: string): Promise<CancelRunResponse>;
   getRun(runId: string): Promise<Run>;
+  /** Describe a conversation: its turns (oldest first), runs, times and live run; SessionNotFound when unknown. */
+  getSession(sessionId: string): Promise<Session>;
+  /** Forget a conversation; resolves to how many turns it held. SessionBusy while a run is live on it. */
+  deleteSession(sessionId: string): Promise<number>;
   /** The generated Connect client, for anything this wrapper does not cover. */
   raw: ConnectClient<typeof RunnerService>;
 }
@@ -231,6 +237,12 @@ export function createClient(options: ClientOptions): AgentStreamClient {
     },
     getRun(runId) {
       return call(raw.getRun({ runId }, { headers }));
+    },
+    getSession(sessionId) {
+      return call(raw.getSession({ sessionId }, { headers }));
+    },
+    async deleteSession(sessionId) {
+      return (await call(raw.deleteSession({ sessionId }, { headers }))).deletedTurns;
     },
   };
 }

@@ -42,6 +42,7 @@ for (const s of scenarios) {
   test(`scenario ${s.name}`, async () => {
     if (s.resume) return runResumeScenario(client, s, target!, (address) => ({ baseUrl: `http://${address}` }));
     if (s.terminals) return checkTerminalMapping(s);
+    if (s.session) return runSessionScenario(client, s);
     return runScenario(client, s);
   });
 }
@@ -254,3 +255,49 @@ test("mTLS refuses a client without a certificate", needsTls, async () => {
     (error) => error instanceof TransportError && ["UNAVAILABLE", "CANCELED"].includes(error.codeName),
   );
 });
+
+function checkWantError(error: unknown, want: { code: string; reason: string }): AgentStreamError {
+  assert.ok(error instanceof AgentStreamError, `not an AgentStreamError: ${error}`);
+  assert.equal(error.codeName, want.code);
+  assert.equal(error.reason, want.reason);
+  return error;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  assert.fail("expected the call to fail");
+}
+
+/** A conversation across runs, then GetSession, a busy session, DeleteSession and an unknown session. */
+async function runSessionScenario(client: AgentStreamClient, s: Scenario) {
+  const want = s.expect.session;
+  const sessionId = `scenario-ts-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  for (const [i, input] of s.session.runs.entries()) {
+    const messages: Message[] = [];
+    for await (const msg of client.streamingRun({ input, sessionId })) messages.push(msg);
+    const last = messages.at(-1)!;
+    assert.equal(last.payload.case === "task" ? last.payload.value.answer : undefined, want.answers[i]);
+  }
+  const session = await client.getSession(sessionId);
+  assert.deepEqual(
+    session.turns.map((t) => [t.role, t.content]),
+    want.turns,
+  );
+  assert.equal(session.runIds.length, s.session.runs.length);
+  assert.equal(session.liveRunId, "");
+  const live = await client.startRun({ input: s.session.busy_input, sessionId });
+  const busyRun = async () => {
+    for await (const _ of client.streamingRun({ input: "again", sessionId })) void _;
+  };
+  for (const call of [busyRun, () => client.deleteSession(sessionId)]) {
+    assert.equal(checkWantError(await rejection(call()), want.busy).metadata.run_id, live);
+  }
+  await client.cancelRun(live, "scenario");
+  assert.equal(await client.deleteSession(sessionId), want.deleted_turns);
+  checkWantError(await rejection(client.getSession(sessionId)), want.unknown);
+  checkWantError(await rejection(client.deleteSession(sessionId)), want.unknown);
+}

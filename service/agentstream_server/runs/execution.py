@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from agentstream_server.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
 from agentstream_server.runs.approvals import InterruptLedger, NoLedger, RunGate
+from agentstream_server.runs.conversation import Conversation
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import (
@@ -55,8 +56,11 @@ class Run:
         created_at: float | None = None,
         tenant: str = "",
         ledger: InterruptLedger | None = None,
+        conversation: Conversation | None = None,
     ) -> None:
-        """``ledger``: where the run's interrupts are recorded so any replica can resolve them (the store)."""
+        """``ledger``: where the run's interrupts are recorded so any replica can resolve them (the store).
+        ``conversation``: the session the run holds (its history goes to the LLM, its turns back at the end)."""
+        self.conversation = conversation
         self.chunk_window_s = chunk_window_ms / 1000
         self.run_id = run_id
         self.request = request
@@ -121,6 +125,8 @@ class Run:
                 cancelled = RunCancelled(f"run cancelled: {self._cancel_reason}")
                 terminal = _failure(TaskStatus.CANCELLED, cancelled, self.agent.name, "")
             self.log.append(terminal, sender=self.agent.name)
+        if self.conversation is not None:
+            self.conversation.end_soon()
 
     def cancel(self, reason: str) -> None:
         """Stop the run: its LLM call is closed, its tools cancelled, and it ends with status CANCELLED."""
@@ -169,6 +175,9 @@ class Run:
         usage = Usage()
         answer = ""
         terminal: TaskFinished | None = None
+        conversation = self.conversation
+        observe = conversation.observe if conversation is not None else None
+        history = conversation.history if conversation is not None else ()
         try:
             self._deadline = asyncio.timeout(self.timeout_s)
             async with (
@@ -181,6 +190,7 @@ class Run:
                         chunk_window_s=self.chunk_window_s,
                         team=team,
                         gate=self.gate,
+                        history=history,
                     )
                 ) as events,
             ):
@@ -198,6 +208,8 @@ class Run:
                             depth=scope.depth,
                         )
                     else:
+                        if observe is not None:  # the session's history: top-level events only
+                            observe(item)
                         if type(item) is AgentStep and item.usage is not None:
                             usage += item.usage
                         elif type(item) is Output:
@@ -244,7 +256,11 @@ class Run:
                 terminal = _failure(TaskStatus.FAILED, InternalError("run aborted"), agent_name, answer)
             elapsed = time.monotonic() - started
             self.finished_at = time.time()
-            self.log.append(_with_totals(terminal, usage, elapsed), sender=agent_name)
+            try:  # the session records the run's turns before anyone sees its end, so a next run finds them
+                if conversation is not None:
+                    await asyncio.shield(conversation.end())
+            finally:
+                self.log.append(_with_totals(terminal, usage, elapsed), sender=agent_name)
 
 
 def _sender_of(event: Event, agent_name: str) -> str:

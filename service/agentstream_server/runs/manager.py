@@ -22,6 +22,7 @@ from agentstream_server.errors import (
     ServerDraining,
     TooManyRuns,
 )
+from agentstream_server.runs.conversation import Conversation, open_conversation
 from agentstream_server.runs.execution import ModelFactory, Run
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
@@ -29,6 +30,7 @@ from agentstream_server.runtime.events import RunEvent, TaskStatus
 from agentstream_server.runtime.team import DEFAULT_MAX_AGENT_DEPTH, DEFAULT_MAX_HANDOFFS, Team
 from agentstream_server.store.base import NewRun, RunInfo, RunStore
 from agentstream_server.store.log import subscription
+from agentstream_server.store.sessions import SessionInfo
 
 logger = logging.getLogger("agentstream.runs")
 
@@ -126,10 +128,17 @@ class RunManager:
             raise RunAlreadyExists(f"run_id {run_id!r} is already in use", field="run_id", metadata={"run_id": run_id})
         self._reserve(peer, tenant)
         created_at = time.time()
+        conversation: Conversation | None = None
         try:
+            if request.session_id:  # one live run per session: SessionBusy before the run id is taken
+                conversation = await open_conversation(
+                    self.store.sessions, request.session_id, run_id, request.input, agent.name, tenant=tenant
+                )
             await self.store.claim(NewRun(run_id, agent.name, request.session_id, created_at, tenant))
         except BaseException:
             self._release(peer, tenant)
+            if conversation is not None:
+                await conversation.abandon()
             raise
         finally:
             self._admitting -= 1
@@ -149,6 +158,7 @@ class RunManager:
             created_at=created_at,
             tenant=tenant,
             ledger=self.store,
+            conversation=conversation,
         )
         self._local[key] = run
         self._live.add(run)
@@ -223,6 +233,14 @@ class RunManager:
         """Deliver a person's decision to a run waiting for it, wherever it executes (through the store, which
         resolves each interrupt exactly once across replicas); returns the run's status after it."""
         return await self.store.resolve_interrupt(run_id, interrupt_id, approve, message, tenant=tenant)
+
+    async def session(self, session_id: str, *, tenant: str = "") -> SessionInfo:
+        """What GetSession reports about a session."""
+        return await self.store.sessions.describe(session_id, tenant=tenant)
+
+    async def delete_session(self, session_id: str, *, tenant: str = "") -> int:
+        """Forget a session (SessionBusy while a run holds it); how many turns it held."""
+        return await self.store.sessions.delete(session_id, tenant=tenant)
 
     def fail(self, run_id: str, error: AgentStreamError, *, tenant: str = "") -> None:
         """End a run executing here FAILED with this error (no-op for a finished or remote run)."""

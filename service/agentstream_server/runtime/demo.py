@@ -21,6 +21,7 @@ _LEXEME = re.compile(r"(\d+(?:\.\d+)?)|([-+])|(\*\*|//|[*/%])|(\()|(\))|(\s+)|."
 _NUMBER_TOKEN, _SIGN, _OPERATOR, _OPEN, _CLOSE, _SPACE, _OTHER = range(1, 8)
 _TOKEN = re.compile(r"\S+\s*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+_RECALL = re.compile(r"what did i (?:just )?ask\??", re.IGNORECASE)
 
 
 class DemoChatModel:
@@ -64,6 +65,9 @@ class DemoChatModel:
             yield UsageReport(Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens))
             return
         answer = _answer(prompt, expression, tool_results)
+        if _RECALL.fullmatch(prompt[:SCAN_CHARS].strip()):  # a conversation (session) shows its memory
+            earlier = [str(m.get("content") or "") for m in messages[:last_user] if m.get("role") == "user"]
+            answer = f"You asked: {earlier[-1][:SCAN_CHARS]}" if earlier else "You have not asked anything before."
         words = _TOKEN.findall(answer)
         for word in words:
             await self._pause()

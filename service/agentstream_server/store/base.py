@@ -11,6 +11,7 @@ from typing import Protocol
 from agentstream_server.errors import AgentStreamError
 from agentstream_server.runtime.events import Interrupt, RunEvent, TaskFinished, TaskStatus
 from agentstream_server.store.log import RunLog
+from agentstream_server.store.sessions import SessionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,11 @@ class RunStore(Protocol):
     @property
     def description(self) -> str:
         """For the start-up log line (never holds a credential)."""
+        ...
+
+    @property
+    def sessions(self) -> SessionStore:
+        """The sessions (conversation histories) kept with these runs."""
         ...
 
     async def claim(self, run: NewRun) -> None:

@@ -30,6 +30,7 @@ from agentstream_server.runtime.events import (
     ToolResult,
     Usage,
 )
+from agentstream_server.runtime.history import Turn
 
 _STATUSES = {status.value: status for status in TaskStatus}
 _GROUP_KINDS = {kind.value: kind for kind in GroupKind}
@@ -161,6 +162,26 @@ def _decode_event(data: Sequence[Any]) -> Event:
         return Interrupt(interrupt_id=f[0], kind=_INTERRUPT_KINDS[f[1]], tool_calls=calls, question=f[3],
                          agent_name=f[4], expires_at=f[5], approved=f[6], message=f[7], resolved=f[8])  # fmt: skip
     raise KeyError(f"unknown event kind {kind!r}")
+
+
+def encode_turns(turns: Sequence[Turn]) -> str:
+    """A session's history as one JSON text."""
+    return _encode_json(
+        [[t.role, t.content, [_action(a) for a in t.tool_calls], t.tool_call_id, t.reasoning_content, t.run_id,
+          t.agent_name] for t in turns]
+    )  # fmt: skip
+
+
+def decode_turns(data: bytes | str) -> tuple[Turn, ...]:
+    """The history encode_turns wrote; raises CodecError on anything else."""
+    try:
+        return tuple(
+            Turn(role=f[0], content=f[1], tool_calls=tuple(_decode_action(a) for a in f[2]), tool_call_id=f[3],
+                 reasoning_content=f[4], run_id=f[5], agent_name=f[6])
+            for f in json.loads(data)
+        )  # fmt: skip
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise CodecError(f"not an encoded session history: {type(exc).__name__}: {exc}") from None
 
 
 def _action(action: Action) -> list[Any]:

@@ -18,6 +18,7 @@ from agentstream_server.errors import (
 from agentstream_server.runtime.events import Interrupt, RunEvent, TaskStatus
 from agentstream_server.store.base import NewRun, RunControl, RunInfo
 from agentstream_server.store.log import RunLog, subscription
+from agentstream_server.store.sessions import MemorySessions, SessionBounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,10 @@ class _Entry:
 class MemoryStore:
     """Runs held by this process; a real RunStore (the behaviour suite runs on it and on Redis alike)."""
 
-    def __init__(self, retention: Retention | None = None) -> None:
+    def __init__(self, retention: Retention | None = None, sessions: SessionBounds | None = None) -> None:
         self._retention = retention or Retention()
+        self.sessions = MemorySessions(sessions)
+        """The sessions of this process."""
         self._entries: dict[tuple[str, str], _Entry] = {}
         """By (tenant, run id): run ids are per tenant."""
         self._finished: collections.deque[_Entry] = collections.deque()

@@ -31,6 +31,7 @@ from agentstream_server.transport.validation import RunRequest
 
 if TYPE_CHECKING:
     from agentstream_server.store.base import RunInfo
+    from agentstream_server.store.sessions import SessionInfo
 
 TASK_STATUS_TO_PROTO: dict[TaskStatus, pb.TaskStatus.ValueType] = {
     TaskStatus.RUNNING: pb.TASK_STATUS_RUNNING,
@@ -101,6 +102,30 @@ def run_to_proto(info: RunInfo) -> rpb.Run:
             message.response.CopyFrom(_placeholder_task())
     for interrupt in info.pending_interrupts:
         fill_interrupt(message.pending_interrupts.add(), interrupt)
+    return message
+
+
+def session_to_proto(info: SessionInfo) -> rpb.Session:
+    """The wire description of a session (GetSession's answer)."""
+    message = rpb.Session(
+        session_id=info.session_id,
+        run_ids=info.run_ids,
+        live_run_id=info.live_run_id,
+        turns=[
+            rpb.SessionTurn(
+                role=turn.role,
+                content=turn.content,
+                tool_calls=_actions(turn.tool_calls),
+                tool_call_id=turn.tool_call_id,
+                reasoning_content=turn.reasoning_content,
+                run_id=turn.run_id,
+                agent_name=turn.agent_name,
+            )
+            for turn in info.turns
+        ],
+    )
+    message.created_at.FromNanoseconds(int(info.created_at * 1e9))
+    message.updated_at.FromNanoseconds(int(info.updated_at * 1e9))
     return message
 
 

@@ -7,8 +7,6 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import grpc
-
 from agentstream.v1 import message_pb2 as pb
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
@@ -21,6 +19,7 @@ from agentstream_server.transport.convert import (
     EncodeFailure,
     run_request_from_proto,
     run_to_proto,
+    session_to_proto,
     start_request_from_proto,
     to_proto_checked,
 )
@@ -31,6 +30,7 @@ from agentstream_server.transport.validation import (
     validate_interrupt_id,
     validate_run_id,
     validate_run_request,
+    validate_session_id,
     validate_subscription,
 )
 
@@ -93,15 +93,18 @@ class RunnerServicer(rpb_grpc.RunnerServiceServicer):
         run_id = validate_run_id(request.run_id)
         return run_to_proto(await self._runs.describe(run_id, tenant=self._tenant_of(context)))
 
+    @reports_errors
     async def GetSession(self, request: rpb.GetSessionRequest, context: Context) -> rpb.Session:
-        """Not built yet (issue 13): answers UNIMPLEMENTED."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetSession is not implemented by this server yet")
-        raise AssertionError("abort raises")
+        """Describe a session: its turns, runs and times."""
+        session_id = validate_session_id(request.session_id)
+        return session_to_proto(await self._runs.session(session_id, tenant=self._tenant_of(context)))
 
+    @reports_errors
     async def DeleteSession(self, request: rpb.DeleteSessionRequest, context: Context) -> rpb.DeleteSessionResponse:
-        """Not built yet (issue 13): answers UNIMPLEMENTED."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteSession is not implemented by this server yet")
-        raise AssertionError("abort raises")
+        """Forget a session's history."""
+        session_id = validate_session_id(request.session_id)
+        deleted = await self._runs.delete_session(session_id, tenant=self._tenant_of(context))
+        return rpb.DeleteSessionResponse(deleted_turns=deleted)
 
     @reports_errors
     async def ResolveInterrupt(

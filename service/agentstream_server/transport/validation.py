@@ -145,6 +145,15 @@ def validate_subscription(run_id: str, streaming_mode: int) -> Mode:
     return mode
 
 
+def validate_session_id(session_id: str) -> str:
+    """Check the session id GetSession and DeleteSession name."""
+    if not session_id:
+        raise InvalidArgument("session_id must not be empty", field="session_id")
+    if len(session_id) > MAX_SESSION_ID_CHARS:
+        raise InvalidArgument(f"session_id must be at most {MAX_SESSION_ID_CHARS} characters", field="session_id")
+    return session_id
+
+
 def validate_run_id(run_id: str) -> str:
     """Check a run id (client-chosen on StreamingRun/StartRun, or named by the other RPCs)."""
     if not RUN_ID_PATTERN.fullmatch(run_id):

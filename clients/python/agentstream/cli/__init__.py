@@ -1,4 +1,4 @@
-"""The `agentstream` command: `run`, `attach` and `cancel` against any server (plus `serve` when installed).
+"""The `agentstream` command: `run`, `chat`, `attach` and `cancel` against any server (plus `serve` when installed).
 
 Needs the `cli` extra (`pip install 'agentstream[cli]'`: typer and rich).
 """
@@ -44,7 +44,10 @@ def run(
     mode: ModeName = "core",
     target: Target = None,
     json_lines: JsonLines = False,
-    session_id: Annotated[str | None, typer.Option(help="Session id to tag the run with.")] = None,
+    session_id: Annotated[
+        str | None,
+        typer.Option("--session", "--session-id", help="Continue this conversation (runs sharing it share history)."),
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Run time limit in seconds.")] = None,
     tls: TLSFlag = False,
     ca: CAFile = None,
@@ -72,6 +75,31 @@ def run(
         )
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def chat(
+    agent: Annotated[str | None, typer.Option(help="Agent name (default: the server's).")] = None,
+    session_id: Annotated[
+        str | None, typer.Option("--session", help="Continue this conversation (default: a new one).")
+    ] = None,
+    target: Target = None,
+    timeout: Annotated[float | None, typer.Option(help="Time limit of each run in seconds.")] = None,
+    tls: TLSFlag = False,
+    ca: CAFile = None,
+    cert: CertFile = None,
+    key: KeyFile = None,
+    token: Token = None,
+) -> None:
+    """Talk to an agent line by line in one session: each line is a run that remembers the earlier ones."""
+    from agentstream.cli.chat import chat as chat_loop
+
+    options = _tls_options(tls, ca, cert, key)
+    raise typer.Exit(
+        asyncio.run(
+            chat_loop(agent=agent, target=target, session_id=session_id, timeout=timeout, tls=options, token=token)
+        )
+    )
 
 
 @app.command()

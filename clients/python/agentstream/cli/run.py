@@ -108,10 +108,10 @@ async def cancel_run(
         async with tls.client(target, token=token) as client:
             result = await client.cancel_run(run_id, reason)
     except AgentStreamError as error:
-        _report(error, tls)
+        report(error, tls)
         return 2
     except ValueError as error:
-        _report_usage(error)
+        report_usage(error)
         return 2
     state = "had already finished" if result.already_finished else "cancelled"
     print(terminal_safe(f"run {run_id} {state}: {result.status.name}"))
@@ -121,48 +121,57 @@ async def cancel_run(
 async def _render_stream(
     stream: Stream, *, target: str | None, tls: TLSOptions, token: str | None, json_lines: bool, show_steps: bool
 ) -> int:
+    try:
+        client = tls.client(target, token=token)
+    except ValueError as error:
+        report_usage(error)
+        return 2
+    async with client:
+        return await render_messages(stream(client), tls=tls, json_lines=json_lines, show_steps=show_steps)
+
+
+async def render_messages(
+    messages: AsyncIterator[Message], *, tls: TLSOptions, json_lines: bool, show_steps: bool
+) -> int:
+    """Write a run's messages to the terminal (or as JSON lines); the exit status: 0 succeeded, 1 failed, 2 error."""
     console = Console(highlight=False, soft_wrap=True)
     inline = False
     answer_shown = False
     success = False
     try:
-        client = tls.client(target, token=token)
-    except ValueError as error:
-        _report_usage(error)
-        return 2
-    try:
-        async with client:
-            async for message in stream(client):
-                if isinstance(message, TaskMessage) and message.is_terminal:
-                    success = message.payload.success
-                if json_lines:
-                    sys.stdout.write(to_json(message) + "\n")
-                    sys.stdout.flush()
+        async for message in messages:
+            if isinstance(message, TaskMessage) and message.is_terminal:
+                success = message.payload.success
+            if json_lines:
+                sys.stdout.write(to_json(message) + "\n")
+                sys.stdout.flush()
+                continue
+            if isinstance(message, ChunkMessage):
+                answer_shown = True
+            for line in render(message, show_steps=show_steps, answer_shown=answer_shown):
+                if line.inline:
+                    console.out(line.text, end="", style=line.style or None)
+                    inline = True
                     continue
-                if isinstance(message, ChunkMessage):
-                    answer_shown = True
-                for line in render(message, show_steps=show_steps, answer_shown=answer_shown):
-                    if line.inline:
-                        console.out(line.text, end="", style=line.style or None)
-                        inline = True
-                        continue
-                    if inline:
-                        console.out("")
-                        inline = False
-                    console.out(line.text, style=line.style or None)
+                if inline:
+                    console.out("")
+                    inline = False
+                console.out(line.text, style=line.style or None)
     except AgentStreamError as error:
         if inline:
             console.out("")
-        _report(error, tls)
+        report(error, tls)
         return 2
     return 0 if success else 1
 
 
-def _report_usage(error: ValueError) -> None:
+def report_usage(error: ValueError) -> None:
+    """A usage error on stderr."""
     Console(stderr=True, highlight=False).out(terminal_safe(f"error: {error}"))
 
 
-def _report(error: AgentStreamError, tls: TLSOptions) -> None:
+def report(error: AgentStreamError, tls: TLSOptions) -> None:
+    """An error status on stderr: code, reason, message (and a TLS hint for a plaintext call that could not connect)."""
     console = Console(stderr=True, highlight=False)
     console.out(terminal_safe(f"error: {error.code.name} {error.reason or ''}: {error.message}".replace("  ", " ")))
     if isinstance(error, TransportError) and error.code == grpc.StatusCode.UNAVAILABLE and not tls.secure:

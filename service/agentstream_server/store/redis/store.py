@@ -29,10 +29,13 @@ from agentstream_server.store.log import EventsNotRetained, RunLog
 from agentstream_server.store.redis import scripts
 from agentstream_server.store.redis.approvals import InterruptLedger, decode_pending
 from agentstream_server.store.redis.control import watch_control
+from agentstream_server.store.redis.entries import LIVE, not_found, nothing, status_of
 from agentstream_server.store.redis.interrupts import interrupt_if_orphaned
 from agentstream_server.store.redis.scripts import control_key, run_key, seq_of
+from agentstream_server.store.redis.sessions import RedisSessions
 from agentstream_server.store.redis.subscribers import SubscriberSlots
 from agentstream_server.store.redis.tail import Entry, StreamTail
+from agentstream_server.store.sessions import SessionBounds
 
 logger = logging.getLogger("agentstream.redis")
 
@@ -44,8 +47,6 @@ CONNECT_TIMEOUT_S = 5.0
 CONTROL_TTL_S = 60
 """A replica's control stream expires this long after its last cancel request (its watcher reads them at once)."""
 CLOSE_TIMEOUT_S = 2.0
-STATUS_BY_NAME = {status.value: status for status in TaskStatus}
-LIVE = frozenset({TaskStatus.RUNNING, TaskStatus.INPUT_REQUIRED})
 
 
 class RedisUnavailable(RuntimeError):
@@ -64,6 +65,7 @@ class RedisStore:
         max_retained: int,
         run_timeout_s: float,
         max_connections: int,
+        sessions: SessionBounds | None = None,
     ) -> None:
         """``ttl_s``: how long a finished run stays in Redis; ``run_timeout_s``: the longest a run can execute;
         ``max_connections``: the most connections this replica opens to Redis (callers queue for a free one)."""
@@ -96,6 +98,11 @@ class RedisStore:
             self._redis, scripts.wake_key(self.replica_id), self._interrupt_if_orphaned, block_ms=BLOCK_MS,
             batch=MIRROR_BATCH,
         )  # fmt: skip
+        self.sessions = RedisSessions(
+            self._redis, self._store_errors, lease_ms=self._lease_ms, live_ttl_s=self.live_ttl_s,
+            bounds=sessions or SessionBounds(),
+        )  # fmt: skip
+        """Sessions shared by every replica on this Redis."""
         self._healthy = True
 
     @property
@@ -226,6 +233,7 @@ class RedisStore:
                     for tenant, run_id in list(self._controls):
                         pipe.set(run_key(tenant, run_id, ":lease"), self.replica_id, px=self._lease_ms)
                     await self._slots.renew(pipe)
+                    await self.sessions.renew(pipe)
                     pipe.ping()
                     await pipe.execute()
                 self._healthy = True
@@ -249,7 +257,7 @@ class RedisStore:
             oldest = seq_of(first[0][0]) if first else 1
         check_subscription_position(run_id, after_seq, last_seq, oldest)
         if top and after_seq == last_seq and top[0][1].get(b"t") == b"1":
-            return _nothing()  # the reader has the terminal event already: nothing more will come
+            return nothing()  # the reader has the terminal event already: nothing more will come
         return self._follow((tenant, run_id), key, after_seq)
 
     async def _follow(self, run: tuple[str, str], key: str, after_seq: int) -> AsyncIterator[RunEvent]:
@@ -291,7 +299,7 @@ class RedisStore:
         entry = await self._entry(tenant, run_id)
         with self._store_errors():
             terminal = decode_terminal(entry[b"terminal"]) if b"terminal" in entry else None
-            status = _status_of(entry)
+            status = status_of(entry)
             pending = decode_pending(entry.get(b"pending")) if status is TaskStatus.INPUT_REQUIRED else ()
         return RunInfo(
             run_id=run_id,
@@ -334,8 +342,8 @@ class RedisStore:
     async def cancel(self, run_id: str, reason: str, *, tenant: str = "") -> tuple[bool, TaskStatus]:
         """Route a cancel to the replica executing the run and wait (bounded) for its terminal event."""
         entry = await self._entry(tenant, run_id)
-        if _status_of(entry) not in LIVE:
-            return True, _status_of(entry)
+        if status_of(entry) not in LIVE:
+            return True, status_of(entry)
         key = run_key(tenant, run_id, ":events")
         with self._store_errors():  # read before the request: the terminal may be written before we look again
             top = await self._redis.xrevrange(key, count=1)
@@ -349,14 +357,14 @@ class RedisStore:
                 async for _ in self._follow((tenant, run_id), key, seq_of(top[0][0]) if top else 0):
                     pass
         with self._store_errors():
-            return False, _status_of(await self._redis.hgetall(run_key(tenant, run_id)))
+            return False, status_of(await self._redis.hgetall(run_key(tenant, run_id)))
 
     @contextlib.asynccontextmanager
     async def subscriber(self, run_id: str, limit: int, *, tenant: str = "") -> AsyncIterator[None]:
         """Hold one of the run's subscriber slots, counted across replicas (renewed with the leases)."""
         with self._store_errors():
             if not await self._redis.exists(run_key(tenant, run_id)):
-                raise _not_found(run_id)
+                raise not_found(run_id)
             slot = await self._slots.acquire(run_key(tenant, run_id, ":subscribers"), run_id, limit)
         slot.hold()
         try:
@@ -368,7 +376,7 @@ class RedisStore:
         with self._store_errors():
             entry: dict[bytes, bytes] = await self._redis.hgetall(run_key(tenant, run_id))
             if not entry or b"agent" not in entry:
-                raise _not_found(run_id)
+                raise not_found(run_id)
             if entry.get(b"status") in (b"running", b"input_required") and await self._interrupt_if_orphaned(
                 (tenant, run_id)
             ):
@@ -378,16 +386,3 @@ class RedisStore:
     async def _interrupt_if_orphaned(self, run: tuple[str, str]) -> bool:
         """End a run whose executor's lease expired with an interrupted terminal, exactly once; True if ended."""
         return await interrupt_if_orphaned(self._redis, self._interrupt, run, self._ttl_s)
-
-
-def _not_found(run_id: str) -> RunNotFound:
-    return RunNotFound(f"run {run_id!r} is not known to any replica", field="run_id", metadata={"run_id": run_id})
-
-
-async def _nothing() -> AsyncIterator[RunEvent]:
-    return
-    yield
-
-
-def _status_of(entry: dict[bytes, bytes]) -> TaskStatus:
-    return STATUS_BY_NAME.get(entry.get(b"status", b"running").decode(), TaskStatus.RUNNING)
