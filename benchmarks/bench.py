@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -549,8 +549,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
     parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11", help="comma-separated figure numbers to run")
+    parser.add_argument(
+        "--streams", help="comma-separated stream counts for the concurrency figures (default: the size's)"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.streams:
+        sizes = replace(sizes, concurrency=tuple(int(n) for n in args.streams.split(",")))
     only = set(args.only.split(","))
     print(
         f"agentstream benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, python {sys.version.split()[0]}"
