@@ -4,6 +4,7 @@ pools, connection reuse, backpressure, stalls and dead connections; on asyncio's
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpcore2
 import httpx2
@@ -14,6 +15,7 @@ from agentstream_server.runtime import upstream
 from agentstream_server.runtime.llm import OpenAIChatModel, make_openai_client
 from agentstream_server.runtime.model import TextDelta
 from agentstream_server.runtime.netstream import BUFFER_HIGH_BYTES, AsyncioBackend
+from tests.support.certs import Pki
 from tests.support.fakellm import FakeLLM, Stall, Text
 
 USER = [{"role": "user", "content": "hi"}]
@@ -126,3 +128,28 @@ async def test_transport_errors_reach_httpx_callers_as_httpx_errors() -> None:
             await client.get("http://127.0.0.1:1/")
         with pytest.raises(httpx2.UnsupportedProtocol):
             await client.get("ftp://127.0.0.1:1/")
+
+
+async def test_https_endpoints_work_over_tls_and_keep_their_connection(pki: Pki) -> None:
+    accepted = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(b"5\r\nhello\r\n0\r\n\r\n")
+            await writer.drain()
+
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(pki.server_cert, pki.server_key)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    client_context = ssl.create_default_context(cafile=str(pki.ca))
+    transport = upstream.ShardedTransport(max_connections=2, ssl_context=client_context)
+    async with httpx2.AsyncClient(transport=transport) as client:
+        for _ in range(3):
+            response = await client.get(f"https://localhost:{port}/")
+            assert (response.status_code, response.text) == (200, "hello")
+    assert accepted == 1
+    server.close()
