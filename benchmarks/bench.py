@@ -443,7 +443,11 @@ async def memory_per_stream(sizes: Sizes) -> None:
     """(13) Memory per live run and per idle subscriber: the Go holdgen starts runs whose LLM call stays open,
     then opens idle SubscribeRun streams on them; the server's RSS before, after the runs, after the streams."""
     bins = build_loadgen()
-    env = {**LOAD_ENV, "AGENTSTREAM_MAX_SUBSCRIBERS": "1000"}
+    env = {
+        **LOAD_ENV,
+        "AGENTSTREAM_MAX_SUBSCRIBERS": "1000",
+        "AGENTSTREAM_MAX_CONCURRENT_RPCS": "20000",
+    }  # 10,000 streams
     async with (
         process_exec(str(bins / "fakellm"), ready=r"listening on (\S+)") as (_, llm_url),
         process("agentstream_server", "serve", "--port", "0", "--grace", "0", ready=r"listening on (\S+)",
@@ -467,8 +471,8 @@ async def memory_per_stream(sizes: Sizes) -> None:
         proc.stdin.close()
         await proc.wait()
     runs, subs = phases
-    per_run = (runs["rss"] - before) * 2**20 / runs["count"]
-    per_sub = (subs["rss"] - runs["rss"]) * 2**20 / subs["count"]
+    per_run = (runs["rss"] - before) * 2**20 / max(1, runs["count"] - runs["failed"])
+    per_sub = (subs["rss"] - runs["rss"]) * 2**20 / max(1, subs["count"] - subs["failed"])
     table(
         f"13. Memory: {runs['count']:,} live runs (LLM call open, idle), then {subs['count']:,} idle SubscribeRun "
         "streams on them, one server",
