@@ -72,7 +72,7 @@ demo: install ## a server on the offline demo model (or OPENAI_BASE_URL) plus on
 clean:
 	rm -rf $(VENV) .ci/tools/node_modules .mypy_cache .ruff_cache .pytest_cache
 
-bench: install redis-server ## the benchmark figures at full size (several minutes; figure 5 builds benchmarks/loadgen with go)
+bench: install redis-server ## the benchmark figures at full size (several minutes; figures 5, 12, 13 build benchmarks/loadgen with go)
 	$(PY) -m benchmarks.bench
 
 bench-quick: install redis-server ## the same figures at tiny sizes: a smoke run

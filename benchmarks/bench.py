@@ -1,4 +1,4 @@
-"""agentstream benchmarks: eleven figures, each printed beside a baseline measured in the same run.
+"""agentstream benchmarks: thirteen figures, each printed beside a baseline measured in the same run.
 
 Run with ``make bench`` (full sizes) or ``make bench-quick`` (tiny sizes, a smoke run). The scripted LLM
 (``tests.support.fakellm``) and the agentstream server each run in their own process, as in production;
@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,26 @@ class Sizes:
     slow_pause_s: float
     health_checks: int
     auth_calls: int
+    held_runs: int
+    idle_subscribers: int
 
 
-FULL = Sizes(50_000, 50_000, 3, 200, (100, 250, 500, 750, 1000, 1500, 2000), 60, 10.0, 1_000_000, 10.0, 2_000, 5_000)
-QUICK = Sizes(2_000, 2_000, 1, 10, (20, 50), 10, 20.0, 20_000, 1.0, 100, 200)
+FULL = Sizes(
+    50_000,
+    50_000,
+    3,
+    200,
+    (100, 250, 500, 750, 1000, 1500, 2000),
+    60,
+    10.0,
+    1_000_000,
+    10.0,
+    2_000,
+    5_000,
+    1_000,
+    10_000,
+)
+QUICK = Sizes(2_000, 2_000, 1, 10, (20, 50), 10, 20.0, 20_000, 1.0, 100, 200, 20, 100)
 
 
 def table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
@@ -119,6 +135,20 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (a --workers supervisor and its workers)."""
+    total = cpu_seconds(pid)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        total += cpu_seconds(int(entry))
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+    return total
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -309,69 +339,150 @@ class Load:
 
 async def load(loadgen: Path, target: str, server_pid: int, streams: int, sizes: Sizes) -> Load:
     """Run the Go load generator: `streams` StreamingRun calls of stamped tokens at the paced rate."""
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = tree_cpu_seconds(server_pid)
     proc = await asyncio.create_subprocess_exec(
         str(loadgen / "loadgen"), "-target", target, "-streams", str(streams),
         "-tokens", str(sizes.concurrent_tokens), "-rate", f"{sizes.rate:g}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await proc.communicate()
-    cpu = cpu_seconds(server_pid) - cpu_before
+    cpu = tree_cpu_seconds(server_pid) - cpu_before
     if proc.returncode != 0:
         raise RuntimeError(f"loadgen failed: {err.decode()[-2000:]}")
     return Load(json.loads(out.decode().strip().splitlines()[-1]), cpu)
+
+
+def load_rows(streams: int, ours: Load, raw: Load, label: str = "") -> list[tuple[str, str, str, str]]:
+    """The rows of one load level: events/s, added latency, call -> first event, CPU per event, errors."""
+    a, b = ours.report, raw.report
+    name = f"{streams} streams{label}"
+    return [
+        (f"{name}: delivered events/s", rate(a["events_per_s"]), rate(b["events_per_s"]) + " raw",
+         f"{a['events_per_s'] / b['events_per_s']:.2f}x"),
+        (f"{name}: latency p50 / p99", f"{a['p50_ms']:.1f} / {a['p99_ms']:.1f} ms",
+         f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms raw",
+         f"+{a['p50_ms'] - b['p50_ms']:.1f} / +{a['p99_ms'] - b['p99_ms']:.1f} ms"),
+        (f"{name}: call -> first event p50 / p99", f"{a['first_event_p50_ms']:.0f} / "
+         f"{a['first_event_p99_ms']:.0f} ms", f"{b['first_event_p50_ms']:.0f} / {b['first_event_p99_ms']:.0f} ms raw",
+         f"+{a['first_event_p50_ms'] - b['first_event_p50_ms']:.0f} / "
+         f"+{a['first_event_p99_ms'] - b['first_event_p99_ms']:.0f} ms"),
+        (f"{name}: server CPU per event", f"{ours.cpu_us_per_event:.0f} µs",
+         f"{raw.cpu_us_per_event:.0f} µs raw", f"{ours.cpu_us_per_event / raw.cpu_us_per_event:.2f}x"),
+        (f"{name}: errors", ours.error_text(), raw.error_text() + " raw", "-"),
+    ]  # fmt: skip
+
+
+def keeps_up(ours: Load, raw: Load) -> bool:
+    """A level is below the knee when it delivers >= 0.9x the raw server's events/s with no error."""
+    return ours.report["events_per_s"] >= 0.9 * raw.report["events_per_s"] and not ours.errors
+
+
+def knee_text(passed: int | None, failed: int | None, levels: tuple[int, ...]) -> str:
+    if failed is None:
+        return f"not reached up to {levels[-1]} streams"
+    if passed is None:
+        return f"at or below {failed} streams"
+    return f"between {passed} and {failed} streams"
 
 
 async def concurrency(sizes: Sizes) -> None:
     """(5) N concurrent streams at R tokens/s each, driven by the Go load generator (not the bottleneck),
     against agentstream and, in the same run, a raw grpc.aio server sending the same messages on the same
     schedule: delivered events/s, per-event latency (LLM or raw server sent -> Go SDK received), server CPU
-    per event, errors by status code."""
+    per event, errors by status code. (12) The same levels against `serve --workers 2` until its knee."""
     bins = build_loadgen()
+    serve = ("agentstream_server", "serve", "--port", "0", "--grace", "1")
+    levels = sizes.concurrency
     async with (
         process_exec(str(bins / "fakellm"), ready=r"listening on (\S+)") as (_, llm_url),
         process("benchmarks.raw_paced_server", ready=r"listening on (\S+)") as (raw_pid, raw_target),
-        process("agentstream_server", "serve", "--port", "0", "--grace", "1", ready=r"listening on (\S+)",
-                env={"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", **LOAD_ENV}) as (pid, target),
-    ):  # fmt: skip
-        await load(bins, raw_target, raw_pid, 10, sizes)  # warm up both
-        await load(bins, target, pid, 10, sizes)
+    ):
+        env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", **LOAD_ENV}
+        raws: dict[int, Load] = {}
         rows = []
-        knee = None
-        for streams in sizes.concurrency:
-            raw = await load(bins, raw_target, raw_pid, streams, sizes)
-            ours = await load(bins, target, pid, streams, sizes)
-            a, b = ours.report, raw.report
-            ratio = a["events_per_s"] / b["events_per_s"]
-            if knee is None and (ratio < 0.9 or ours.errors):
-                knee = streams
-            rows += [
-                (f"{streams} streams: delivered events/s", rate(a["events_per_s"]), rate(b["events_per_s"]) + " raw",
-                 f"{ratio:.2f}x"),
-                (f"{streams} streams: latency p50 / p99", f"{a['p50_ms']:.1f} / {a['p99_ms']:.1f} ms",
-                 f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms raw",
-                 f"+{a['p50_ms'] - b['p50_ms']:.1f} / +{a['p99_ms'] - b['p99_ms']:.1f} ms"),
-                (f"{streams} streams: call -> first event p50 / p99", f"{a['first_event_p50_ms']:.0f} / "
-                 f"{a['first_event_p99_ms']:.0f} ms", f"{b['first_event_p50_ms']:.0f} / {b['first_event_p99_ms']:.0f} ms raw",
-                 f"+{a['first_event_p50_ms'] - b['first_event_p50_ms']:.0f} / "
-                 f"+{a['first_event_p99_ms'] - b['first_event_p99_ms']:.0f} ms"),
-                (f"{streams} streams: server CPU per event", f"{ours.cpu_us_per_event:.0f} µs",
-                 f"{raw.cpu_us_per_event:.0f} µs raw", f"{ours.cpu_us_per_event / raw.cpu_us_per_event:.2f}x"),
-                (f"{streams} streams: errors", ours.error_text(), raw.error_text() + " raw", "-"),
-            ]  # fmt: skip
+        passed: int | None = None
+        failed: int | None = None
+        async with process(*serve, ready=r"listening on (\S+)", env=env) as (pid, target):
+            await load(bins, raw_target, raw_pid, 10, sizes)  # warm up both
+            await load(bins, target, pid, 10, sizes)
+            for streams in levels:
+                raws[streams] = raw = await load(bins, raw_target, raw_pid, streams, sizes)
+                ours = await load(bins, target, pid, streams, sizes)
+                rows += load_rows(streams, ours, raw)
+                if failed is None:
+                    passed, failed = (streams, None) if keeps_up(ours, raw) else (passed, streams)
+        table(
+            f"5. Concurrency: Go load generator, N streams x {sizes.concurrent_tokens} tokens at {sizes.rate:g} tok/s "
+            "(baseline: raw grpc.aio, same schedule)",
+            rows,
+        )
+        print(f"  knee: {knee_text(passed, failed, levels)} (first level below 0.9x the raw events/s, or with errors)")
+        rows2 = []
+        passed2: int | None = None
+        failed2: int | None = None
+        async with process(*serve, "--workers", "2", "--workers-allow-memory", ready=r"listening on (\S+)",
+                           env=env) as (pid2, target2):  # fmt: skip
+            await load(bins, target2, pid2, 20, sizes)  # warm up both workers
+            for streams in levels:
+                ours = await load(bins, target2, pid2, streams, sizes)
+                rows2 += load_rows(streams, ours, raws[streams], ", 2 workers")
+                if keeps_up(ours, raws[streams]):
+                    passed2 = streams
+                else:
+                    failed2 = streams
+                    break
+    one = f"{passed} streams" if passed else f"below {levels[0]}"
+    two = f"{passed2} streams" if passed2 else f"below {levels[0]}"
+    moved = f"{passed2 / passed:.2f}x" if passed and passed2 else "-"
+    rows2.append(("knee, last level that keeps up: 2 workers vs 1 (5)", two, one, moved))
+    table("12. Every core: the same load on `serve --workers 2` (baseline: raw grpc.aio from (5), and 1 worker)", rows2)
+    print(f"  knee with 2 workers: {knee_text(passed2, failed2, levels)}")
+
+
+async def memory_per_stream(sizes: Sizes) -> None:
+    """(13) Memory per live run and per idle subscriber: the Go holdgen starts runs whose LLM call stays open,
+    then opens idle SubscribeRun streams on them; the server's RSS before, after the runs, after the streams."""
+    bins = build_loadgen()
+    env = {
+        **LOAD_ENV,
+        "AGENTSTREAM_MAX_SUBSCRIBERS": "1000",
+        "AGENTSTREAM_MAX_CONCURRENT_RPCS": "20000",
+    }  # 10,000 streams
+    async with (
+        process_exec(str(bins / "fakellm"), ready=r"listening on (\S+)") as (_, llm_url),
+        process("agentstream_server", "serve", "--port", "0", "--grace", "0", ready=r"listening on (\S+)",
+                env={"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", **env}) as (pid, target),
+    ):  # fmt: skip
+        await load(bins, target, pid, 10, sizes)  # warm up
+        before = rss_mib(pid)
+        proc = await asyncio.create_subprocess_exec(
+            str(bins / "holdgen"), "-target", target, "-runs", str(sizes.held_runs),
+            "-subscribers", str(sizes.idle_subscribers),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        phases = []
+        for _ in range(2):
+            phases.append(json.loads(await proc.stdout.readline()))
+            await asyncio.sleep(1)  # let the server settle (freed buffers, finished starts)
+            phases[-1]["rss"] = rss_mib(pid)
+            proc.stdin.write(b"next\n")
+            await proc.stdin.drain()
+        proc.stdin.close()
+        await proc.wait()
+    runs, subs = phases
+    per_run = (runs["rss"] - before) * 2**20 / max(1, runs["count"] - runs["failed"])
+    per_sub = (subs["rss"] - runs["rss"]) * 2**20 / max(1, subs["count"] - subs["failed"])
     table(
-        f"5. Concurrency: Go load generator, N streams x {sizes.concurrent_tokens} tokens at {sizes.rate:g} tok/s "
-        "(baseline: raw grpc.aio, same schedule)",
-        rows,
-    )
-    levels = sizes.concurrency
-    if knee is None:
-        print(f"  knee: not reached up to {levels[-1]} streams (every level >= 0.9x the baseline, no errors)")
-    elif knee == levels[0]:
-        print(f"  knee: at or below {knee} streams")
-    else:
-        print(f"  knee: between {levels[levels.index(knee) - 1]} and {knee} streams "
-              "(first level below 0.9x the baseline's events/s, or with errors)")  # fmt: skip
+        f"13. Memory: {runs['count']:,} live runs (LLM call open, idle), then {subs['count']:,} idle SubscribeRun "
+        "streams on them, one server",
+        [
+            ("server RSS", f"{runs['rss']:.0f} / {subs['rss']:.0f} MiB", f"{before:.0f} MiB before", "runs / +streams"),
+            ("memory per live run", f"{per_run / 1024:.1f} KiB", f"{before:.0f} MiB idle server",
+             f"{runs['failed']} failed"),
+            ("memory per idle subscriber stream", f"{per_sub / 1024:.1f} KiB", "-", f"{subs['failed']} failed"),
+        ],
+    )  # fmt: skip
 
 
 async def slow_consumer(client: Client, server_pid: int, sizes: Sizes) -> None:
@@ -548,9 +659,14 @@ async def auth_cost(sizes: Sizes) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11", help="comma-separated figure numbers to run")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13", help="comma-separated figure numbers to run")
+    parser.add_argument(
+        "--streams", help="comma-separated stream counts for the concurrency figures (default: the size's)"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.streams:
+        sizes = replace(sizes, concurrency=tuple(int(n) for n in args.streams.split(",")))
     only = set(args.only.split(","))
     print(
         f"agentstream benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, python {sys.version.split()[0]}"
@@ -574,14 +690,16 @@ async def main() -> None:
             await redis_versus_memory(llm_url, sizes)
         if "11" in only:
             await nested_agent_cost(llm_url, sizes.tokens, sizes.repeats, process, cpu_seconds, table)
-    if "5" in only:
+    if only & {"5", "12"}:
         await concurrency(sizes)
+    if "13" in only:
+        await memory_per_stream(sizes)
     if "9" in only:
         await hostile_input(sizes)
     if "10" in only:
         await auth_cost(sizes)
-    if len(only) == 11:
-        print("\nall 11 figures printed")
+    if len(only) == 13:
+        print("\nall 13 figures printed")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class Settings:
     max_runs_per_peer: int = 64
     max_runs_per_tenant: int = 0
     max_run_starts_per_minute: int = 0
+    max_loop_lag_ms: float = 250.0  # refuse new runs while the event loop runs this far behind (runs/load.py)
     max_streams_per_connection: int = 128
     max_concurrent_rpcs: int = 4096
     keepalive_time_s: float = 60.0
@@ -202,6 +203,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_RUNS_PER_PEER": ("max_runs_per_peer", _non_negative_int),
     "AGENTSTREAM_MAX_RUNS_PER_TENANT": ("max_runs_per_tenant", _non_negative_int),
     "AGENTSTREAM_MAX_RUN_STARTS_PER_MINUTE": ("max_run_starts_per_minute", _non_negative_int),
+    "AGENTSTREAM_MAX_LOOP_LAG_MS": ("max_loop_lag_ms", _non_negative_float),
     "AGENTSTREAM_MAX_STREAMS_PER_CONNECTION": ("max_streams_per_connection", _positive_int),
     "AGENTSTREAM_MAX_CONCURRENT_RPCS": ("max_concurrent_rpcs", _positive_int),
     "AGENTSTREAM_KEEPALIVE_TIME": ("keepalive_time_s", _positive_float),

@@ -24,6 +24,7 @@ from agentstream_server.errors import (
 )
 from agentstream_server.runs.conversation import Conversation, open_conversation
 from agentstream_server.runs.execution import ModelFactory, Run
+from agentstream_server.runs.load import LoopLag
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.events import RunEvent, TaskStatus
@@ -55,6 +56,8 @@ class RunLimits:
     """How deeply agents called as tools may nest."""
     max_handoffs: int = DEFAULT_MAX_HANDOFFS
     """How many handoffs one run may make."""
+    max_loop_lag_s: float = 0.0
+    """New runs are refused while the event loop runs further behind than this (runs/load.py); 0 = never."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunLimits:
@@ -71,6 +74,7 @@ class RunLimits:
             max_run_starts_per_minute=settings.max_run_starts_per_minute,
             max_agent_depth=settings.max_agent_depth,
             max_handoffs=settings.max_handoffs,
+            max_loop_lag_s=settings.max_loop_lag_ms / 1000,
         )
 
 
@@ -104,6 +108,8 @@ class RunManager:
         self._starts_by_tenant: dict[str, collections.deque[float]] = {}
         """Start times within the last minute, by tenant (for the per-tenant start rate)."""
         self._draining = False
+        self.loop_lag = LoopLag(limits.max_loop_lag_s)
+        """The event loop's lateness; new runs are refused while it is over the limit."""
 
     @property
     def live_runs(self) -> int:
@@ -263,6 +269,7 @@ class RunManager:
             run.cancel(CANCELLED_BY_SHUTDOWN)
         for run in remaining:
             await run.wait()
+        self.loop_lag.stop()
 
     def _agent(self, name: str) -> AgentSpec:
         agent = self._agents.get(name)
@@ -294,6 +301,7 @@ class RunManager:
                 f"tenant {tenant!r} already has {per_tenant} live runs, the per-tenant limit; wait for one to end",
                 metadata={"limit": str(per_tenant), "scope": "tenant"},
             )
+        self.loop_lag.check()
         self._check_start_rate(tenant)
         self._admitting += 1
         self._runs_by_peer[peer] += 1

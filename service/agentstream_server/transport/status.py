@@ -40,6 +40,11 @@ def status_for(error: AgentStreamError) -> grpc.Status:
     metadata = {key: clipped(value, MAX_STATUS_METADATA_VALUE_CHARS) for key, value in error.metadata.items()}
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     status.details.add().Pack(info)
+    if retry_after := _retry_after_s(error):
+        # google.rpc.RetryInfo: the standard retry hint gRPC clients and proxies read (also in ErrorInfo metadata)
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(retry_after * 1e9))
+        status.details.add().Pack(retry)
     if error.field:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=message)]
@@ -47,6 +52,14 @@ def status_for(error: AgentStreamError) -> grpc.Status:
         status.details.add().Pack(bad_request)
     converted: grpc.Status = rpc_status.to_status(status)
     return converted
+
+
+def _retry_after_s(error: AgentStreamError) -> float | None:
+    try:
+        seconds = float(error.metadata.get("retry_after_s", ""))
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def clipped(text: str, limit: int) -> str:
