@@ -169,6 +169,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 20 * ms),
         ("grpc.http2.min_ping_interval_without_data_ms", int(settings.min_client_ping_interval_s * ms)),
         ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.http2.max_pings_without_data", 0),  # keep pinging a stream that stays quiet for minutes
         ("grpc.max_connection_idle_ms", int(settings.max_connection_idle_s * ms)),
         ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * ms)),
         ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * ms)),
