@@ -59,7 +59,7 @@ LEASE_RENEWALS = Counter(
 )
 
 _enabled = False
-_streamed: dict[str, Callable[[], None]] = {}
+_streamed: dict[str, Callable[[float], None]] = {}
 
 
 def enabled() -> bool:
@@ -97,12 +97,13 @@ def run_finished(agent: str, status: str, duration_s: float) -> None:
         RUNS_LIVE.dec()
 
 
-def event_streamed(category: str) -> None:
-    """One event went to a caller. Per event: the labelled child is looked up once per category."""
-    inc = _streamed.get(category)
-    if inc is None:
-        inc = _streamed[category] = EVENTS_STREAMED.labels(category).inc
-    inc()
+def events_streamed(counts: dict[str, int]) -> None:
+    """Events went to a caller: how many, by category (the labelled children are looked up once each)."""
+    for category, count in counts.items():
+        inc = _streamed.get(category)
+        if inc is None:
+            inc = _streamed[category] = EVENTS_STREAMED.labels(category).inc
+        inc(count)
 
 
 def first_event(seconds: float) -> None:

@@ -25,6 +25,8 @@ from agentstream_server.observability import metrics, tracing
 from agentstream_server.transport.status import Context
 
 _CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+FLUSH_EVERY = 64
+"""Events a stream counts locally before adding them to the events-streamed counter (one locked add, not 64)."""
 
 
 class TelemetryInterceptor(grpc.aio.ServerInterceptor):
@@ -70,19 +72,27 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             span, token = self._start(name, metadata, context)
             if measured:
                 metrics.subscriber_opened(name)
+            counts: dict[str, int] = {}  # events by category, added to the counter every FLUSH_EVERY and at the end
+            unflushed = 0
             try:
                 async for message in behavior(request, context):
                     if first:
                         metrics.first_event(time.perf_counter() - started)
                         first = False
                     if measured:
-                        metrics.event_streamed(message.category)
+                        category = message.category
+                        counts[category] = counts.get(category, 0) + 1
+                        unflushed += 1
+                        if unflushed == FLUSH_EVERY:
+                            metrics.events_streamed(counts)
+                            counts, unflushed = {}, 0
                     yield message
             except BaseException as exc:
                 _failed(span, exc)
                 raise
             finally:
                 if measured:
+                    metrics.events_streamed(counts)
                     metrics.subscriber_closed(name)
                 _end(span, token)
 
