@@ -112,3 +112,21 @@ async def test_redis_mirror_lag_and_lease_renewals(start: StartServer, fake_llm:
         await asyncio.sleep(0.05)
     assert delta(before, after, "agentstream_redis_lease_renewals_total", outcome="ok") > 0
     assert delta(before, after, "agentstream_redis_mirror_lag_seconds_count") >= 1
+
+
+def test_the_grafana_dashboard_uses_every_metric_and_only_metrics_the_server_has() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client import REGISTRY
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    used = {
+        re.sub(r"_(total|bucket)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"agentstream_[a-z_]+", target["expr"])
+    }
+    ours = {family.name for family in REGISTRY.collect() if family.name.startswith("agentstream_")}
+    assert used == ours
