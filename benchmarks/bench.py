@@ -1,4 +1,4 @@
-"""agentstream benchmarks: thirteen figures, each printed beside a baseline measured in the same run.
+"""agentstream benchmarks: fourteen figures, each printed beside a baseline measured in the same run.
 
 Run with ``make bench`` (full sizes) or ``make bench-quick`` (tiny sizes, a smoke run). The scripted LLM
 (``tests.support.fakellm``) and the agentstream server each run in their own process, as in production;
@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agentstream import ChunkMessage, Client, StreamingMode, TaskMessage
 from agentstream.v1 import message_pb2 as pb
 from benchmarks.nested import nested_agent_cost
+from benchmarks.observability import observability_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -659,7 +660,9 @@ async def auth_cost(sizes: Sizes) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that prints every figure")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13", help="comma-separated figure numbers to run")
+    parser.add_argument(
+        "--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13,14", help="comma-separated figure numbers to run"
+    )
     parser.add_argument(
         "--streams", help="comma-separated stream counts for the concurrency figures (default: the size's)"
     )
@@ -690,6 +693,8 @@ async def main() -> None:
             await redis_versus_memory(llm_url, sizes)
         if "11" in only:
             await nested_agent_cost(llm_url, sizes.tokens, sizes.repeats, process, cpu_seconds, table)
+        if "14" in only:
+            await observability_cost(llm_url, sizes.tokens, sizes.repeats, process, cpu_seconds, stream_tokens, table)
     if only & {"5", "12"}:
         await concurrency(sizes)
     if "13" in only:
@@ -698,8 +703,8 @@ async def main() -> None:
         await hostile_input(sizes)
     if "10" in only:
         await auth_cost(sizes)
-    if len(only) == 13:
-        print("\nall 13 figures printed")
+    if len(only) == 14:
+        print("\nall 14 figures printed")
 
 
 if __name__ == "__main__":

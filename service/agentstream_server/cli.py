@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -86,20 +85,36 @@ def serve(
             "[default: $AGENTSTREAM_MCP_LAZY].",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Serve Prometheus /metrics on this port (with --workers N, worker K uses PORT + K - 1) "
+            "[default: $AGENTSTREAM_METRICS_PORT, else no metrics].",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Interface /metrics listens on [default: the --host].")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="Log lines as 'text' or 'json' (one object per line) [default: text].")
+    ] = None,
+    trace_content: Annotated[
+        bool | None,
+        typer.Option("--trace-content", help="Record prompt, completion and tool text on spans (off by default)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
     worker_id: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
     ready_fd: Annotated[int | None, typer.Option(hidden=True, help="Set by the supervisor.")] = None,
 ) -> None:
     """Start the gRPC server; SIGTERM/SIGINT drain it gracefully."""
     from agentstream_server.config import Settings
+    from agentstream_server.observability.logs import configure_logging
     from agentstream_server.store.redis import RedisUnavailable
     from agentstream_server.transport.server import serve as run_server
     from agentstream_server.workers import run_workers, tell_supervisor
 
-    who = f"[worker {worker_id} pid {os.getpid()}] " if worker_id is not None else ""
-    logging.basicConfig(
-        level=log_level.upper(), format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s", stream=sys.stdout
-    )
+    configure_logging(log_level, worker=worker_id, pid=os.getpid())  # text until the settings are read
     try:
         settings = Settings.from_env(
             host=host,
@@ -120,17 +135,26 @@ def serve(
             auth_tenant_claim=auth_tenant_claim,
             insecure=insecure,
             mcp_lazy=mcp_lazy,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            log_format=log_format,
+            trace_content=trace_content,
         )
+        configure_logging(log_level, settings.log_format, worker=worker_id, pid=os.getpid())
         if settings.workers > 1:
             given = {"--host": host, "--agents": agents, "--grace": grace, "--store": store}
             given |= {"--tls-cert": tls_cert, "--tls-key": tls_key, "--tls-client-ca": tls_client_ca}
             given |= {"--auth-tokens": auth_tokens, "--auth-jwks": auth_jwks, "--auth-jwt-issuer": auth_jwt_issuer}
             given |= {"--auth-jwt-audience": auth_jwt_audience, "--auth-tenant-claim": auth_tenant_claim}
+            given |= {"--metrics-port": metrics_port, "--metrics-host": metrics_host, "--log-format": log_format}
             child_args = [arg for flag, value in given.items() if value is not None for arg in (flag, str(value))]
             child_args += ["--insecure"] if insecure else []
             child_args += ["--mcp-lazy"] if mcp_lazy else []
+            child_args += ["--trace-content"] if trace_content else []
             raise typer.Exit(run_workers(settings, [*child_args, "--log-level", log_level]))
         ready = tell_supervisor(ready_fd, worker_id or 0, settings.host) if ready_fd is not None else None
+        if worker_id is not None and settings.metrics_port:  # one /metrics per worker: PORT, PORT + 1 ...
+            settings = settings.with_overrides(metrics_port=settings.metrics_port + worker_id - 1)
         run_event_loop(run_server(settings, ready))
     except (ValueError, OSError, RedisUnavailable) as exc:
         logging.getLogger("agentstream").error("cannot start: %s", exc)

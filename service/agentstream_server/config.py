@@ -73,8 +73,14 @@ class Settings:
     session_max_turns: int = 100
     session_max_chars: int = 200_000
     session_idle_ttl_s: float = 3600.0
+    metrics_port: int | None = None  # serve Prometheus /metrics on this port (0 picks one); None: no metrics
+    metrics_host: str | None = None  # the interface /metrics listens on; None: the same as host
+    log_format: str = "text"  # text (for a terminal) or json (one object per line)
+    trace_content: bool = False  # record prompt, completion and tool text on spans (tracing is set by OTEL_*)
 
     def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"AGENTSTREAM_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
         if self.workers < 1:
             raise ValueError(f"AGENTSTREAM_WORKERS ({self.workers}) must be at least 1")
         if self.workers > 1 and self.store == "memory" and not self.workers_allow_memory:
@@ -228,5 +234,9 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_SESSION_MAX_TURNS": ("session_max_turns", _positive_int),
     "AGENTSTREAM_SESSION_MAX_CHARS": ("session_max_chars", _positive_int),
     "AGENTSTREAM_SESSION_TTL": ("session_idle_ttl_s", _positive_float),
+    "AGENTSTREAM_METRICS_PORT": ("metrics_port", _non_negative_int),
+    "AGENTSTREAM_METRICS_HOST": ("metrics_host", str),
+    "AGENTSTREAM_LOG_FORMAT": ("log_format", str),
+    "AGENTSTREAM_TRACE_CONTENT": ("trace_content", _boolean),
 }
 """Environment variable -> (settings field, parser)."""

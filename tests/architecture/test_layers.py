@@ -70,6 +70,17 @@ def test_the_root_modules_import_no_layer() -> None:
             )
 
 
+def test_observability_imports_no_layer_and_no_grpc_so_every_layer_may_call_it() -> None:
+    for path in sorted((PACKAGE / "observability").rglob("*.py")):
+        for name in imports_of(path):
+            parts = name.split(".")
+            assert not (parts[0] == "agentstream_server" and len(parts) > 1 and parts[1] in LAYERS), (
+                f"{path.relative_to(PACKAGE)} imports {name}"
+            )
+            assert parts[0] != "grpc", f"{path.relative_to(PACKAGE)} imports {name}"
+        assert len(path.read_text().splitlines()) <= 400, path
+
+
 def test_every_layer_file_exists_and_is_small() -> None:
     for layer in LAYERS:
         files = layer_files(layer)

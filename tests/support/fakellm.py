@@ -119,6 +119,8 @@ class FakeLLM:
         """Answers requests when the script is empty; None: HTTP 500 "script exhausted"."""
         self.requests: list[dict[str, Any]] = []
         """JSON bodies of the chat-completions requests received, in order."""
+        self.request_headers: list[dict[str, str]] = []
+        """Their HTTP headers (names lowercased), in the same order."""
         self.open_connections = 0
         self.connections_accepted = 0
         self._queue: deque[Response] = deque()
@@ -195,6 +197,7 @@ class FakeLLM:
                 except ValueError:
                     await _send_json(writer, 400, {"error": {"message": "request body is not JSON"}})
                     continue
+                self.request_headers.append(headers)
                 self.requests.append(body)
                 await self._notify()
                 try:

@@ -23,12 +23,15 @@ type Client struct {
 }
 
 // Dial connects to an agentstream server at target (host:port) over plaintext HTTP/2, or over TLS with
-// WithTLS among opts (a later grpc.WithTransportCredentials replaces the plaintext default too):
+// WithTLS among opts (a later grpc.WithTransportCredentials replaces the plaintext default too). Every call
+// carries the trace context of its ctx (see TraceContext), and the connection keeps quiet streams alive with
+// keepalive pings (KeepaliveTime, KeepaliveTimeout):
 //
 //	config, err := agentstream.TLSConfig("ca.pem", "client.pem", "client.key") // "", "" without mTLS
 //	client, err := agentstream.Dial("agents.example.com:443", agentstream.WithTLS(config))
 func Dial(target string, opts ...grpc.DialOption) (*Client, error) {
-	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	defaults := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, defaultDialOptions()...)
+	opts = append(defaults, opts...)
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import grpc
 from agentstream.errors import TransportError, from_rpc_error
 from agentstream.messages import Message, TaskResponse, from_proto, task_response
 from agentstream.sessions import Session, session_from_proto
+from agentstream.telemetry import traced, with_keepalive
 from agentstream.tls import PemSource, channel_credentials
 from agentstream.types import StreamingMode, TaskStatus
 from agentstream.v1 import runner_service_pb2 as rpb
@@ -159,9 +160,9 @@ class Client:
             tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key, credentials=credentials
         )
         self._channel = (
-            grpc.aio.secure_channel(self.target, secure, options=channel_options)
+            grpc.aio.secure_channel(self.target, secure, options=with_keepalive(channel_options))
             if secure
-            else grpc.aio.insecure_channel(self.target, options=channel_options)
+            else grpc.aio.insecure_channel(self.target, options=with_keepalive(channel_options))
         )
         self._stub = rpb_grpc.RunnerServiceStub(self._channel)
         self._call_metadata = call_metadata(metadata, token)
@@ -211,7 +212,7 @@ class Client:
             continue_on_disconnect=continue_on_disconnect,
             exclude_reasoning=exclude_reasoning,
         )
-        call = self._stub.StreamingRun(request, metadata=self._call_metadata)
+        call = self._stub.StreamingRun(request, metadata=traced(self._call_metadata))
         try:
             async for message in call:
                 yield from_proto(message)
@@ -242,7 +243,7 @@ class Client:
             chunk_window_ms=chunk_window_ms,
         )
         try:
-            response = await self._stub.StartRun(request, metadata=self._call_metadata)
+            response = await self._stub.StartRun(request, metadata=traced(self._call_metadata))
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return response.run_id
@@ -273,7 +274,7 @@ class Client:
                 streaming_mode=int(streaming_mode),  # type: ignore[arg-type]
                 exclude_reasoning=exclude_reasoning,
             )
-            call = self._stub.SubscribeRun(request, metadata=self._call_metadata)
+            call = self._stub.SubscribeRun(request, metadata=traced(self._call_metadata))
             try:
                 async for message in call:
                     failures = 0
@@ -293,7 +294,7 @@ class Client:
         """Cancel a run; every subscriber gets its terminal message with status CANCELLED and the reason."""
         try:
             response = await self._stub.CancelRun(
-                rpb.CancelRunRequest(run_id=run_id, reason=reason), metadata=self._call_metadata
+                rpb.CancelRunRequest(run_id=run_id, reason=reason), metadata=traced(self._call_metadata)
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
@@ -302,7 +303,7 @@ class Client:
     async def get_run(self, run_id: str) -> RunInfo:
         """Describe a run: agent, status, last seq and, once it ended, its terminal response."""
         try:
-            run = await self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=self._call_metadata)
+            run = await self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=traced(self._call_metadata))
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return run_info_from_proto(run)

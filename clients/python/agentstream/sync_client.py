@@ -20,6 +20,7 @@ from agentstream.client import (
 from agentstream.errors import from_rpc_error
 from agentstream.messages import Message, from_proto
 from agentstream.sessions import Session, session_from_proto
+from agentstream.telemetry import traced, with_keepalive
 from agentstream.tls import PemSource, channel_credentials
 from agentstream.types import StreamingMode, TaskStatus
 from agentstream.v1 import runner_service_pb2 as rpb
@@ -55,9 +56,9 @@ class SyncClient:
             tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key, credentials=credentials
         )
         self._channel = (
-            grpc.secure_channel(self.target, secure, options=channel_options)
+            grpc.secure_channel(self.target, secure, options=with_keepalive(channel_options))
             if secure
-            else grpc.insecure_channel(self.target, options=channel_options)
+            else grpc.insecure_channel(self.target, options=with_keepalive(channel_options))
         )
         self._stub = rpb_grpc.RunnerServiceStub(self._channel)
         self._call_metadata = call_metadata(metadata, token)
@@ -105,7 +106,7 @@ class SyncClient:
             continue_on_disconnect=continue_on_disconnect,
             exclude_reasoning=exclude_reasoning,
         )
-        call = self._stub.StreamingRun(request, metadata=self._call_metadata)
+        call = self._stub.StreamingRun(request, metadata=traced(self._call_metadata))
         try:
             for message in call:
                 yield from_proto(message)
@@ -136,7 +137,7 @@ class SyncClient:
             chunk_window_ms=chunk_window_ms,
         )
         try:
-            return self._stub.StartRun(request, metadata=self._call_metadata).run_id
+            return self._stub.StartRun(request, metadata=traced(self._call_metadata)).run_id
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -155,7 +156,7 @@ class SyncClient:
             streaming_mode=int(streaming_mode),  # type: ignore[arg-type]
             exclude_reasoning=exclude_reasoning,
         )
-        call = self._stub.SubscribeRun(request, metadata=self._call_metadata)
+        call = self._stub.SubscribeRun(request, metadata=traced(self._call_metadata))
         try:
             for message in call:
                 yield from_proto(message)
@@ -168,7 +169,7 @@ class SyncClient:
         """Cancel a run; every subscriber gets its terminal message with status CANCELLED and the reason."""
         try:
             response = self._stub.CancelRun(
-                rpb.CancelRunRequest(run_id=run_id, reason=reason), metadata=self._call_metadata
+                rpb.CancelRunRequest(run_id=run_id, reason=reason), metadata=traced(self._call_metadata)
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
@@ -178,7 +179,7 @@ class SyncClient:
         """Describe a run."""
         try:
             return run_info_from_proto(
-                self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=self._call_metadata)
+                self._stub.GetRun(rpb.GetRunRequest(run_id=run_id), metadata=traced(self._call_metadata))
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None

@@ -1,6 +1,7 @@
 /** agentstream TypeScript SDK: stream LLM agent runs over gRPC, typed from the one contract. */
 import { Code, createClient as createConnectClient, type Client as ConnectClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { KEEPALIVE, traceHeaders } from "./telemetry.js";
 import type { SecureClientSessionOptions } from "node:http2";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 
@@ -16,6 +17,7 @@ import {
 import { toAgentStreamError, TransportError, type AgentStreamError } from "./errors.js";
 
 export * from "./errors.js";
+export { KEEPALIVE, traceHeaders } from "./telemetry.js";
 export * from "./gen/agentstream/v1/message_pb.js";
 export * from "./gen/agentstream/v1/runner_service_pb.js";
 
@@ -150,18 +152,19 @@ async function call<T>(promise: Promise<T>): Promise<T> {
 }
 
 function grpcTransport(baseUrl: string, tls: TlsOptions | undefined): Transport {
-  if (tls === undefined) return createGrpcTransport({ baseUrl });
+  if (tls === undefined) return createGrpcTransport({ baseUrl, ...KEEPALIVE });
   if (!baseUrl.startsWith("https://")) {
     throw new Error(`tls options need an https:// baseUrl, not ${JSON.stringify(baseUrl)}`);
   }
-  return createGrpcTransport({ baseUrl, nodeOptions: tls });
+  return createGrpcTransport({ baseUrl, nodeOptions: tls, ...KEEPALIVE });
 }
 
 /** Create a client over the gRPC protocol (HTTP/2) to `baseUrl`, or over a caller-supplied `transport`. */
 export function createClient(options: ClientOptions): AgentStreamClient {
   const transport = options.transport ?? grpcTransport(options.baseUrl, options.tls);
   const raw = createConnectClient(RunnerService, transport);
-  const headers = options.token ? { authorization: `Bearer ${options.token}` } : undefined;
+  const auth = options.token ? { authorization: `Bearer ${options.token}` } : undefined;
+  const headers = () => ({ ...traceHeaders(), ...auth }); // per call: the caller's trace context of the moment
   return {
     raw,
     streamingRun(o) {
@@ -179,7 +182,7 @@ export function createClient(options: ClientOptions): AgentStreamClient {
             onDisconnect: o.continueOnDisconnect ? OnDisconnect.CONTINUE : OnDisconnect.CANCEL,
             excludeReasoning: o.excludeReasoning ?? false,
           },
-          { signal: o.signal, headers },
+          { signal: o.signal, headers: headers() },
         ),
       );
     },
@@ -197,7 +200,7 @@ export function createClient(options: ClientOptions): AgentStreamClient {
             streamingMode: o.streamingMode ?? StreamingMode.CORE,
             excludeReasoning: o.excludeReasoning ?? false,
           },
-          { signal: o.signal, headers },
+          { signal: o.signal, headers: headers() },
         );
         try {
           for await (const message of stream) {
@@ -227,16 +230,16 @@ export function createClient(options: ClientOptions): AgentStreamClient {
             timeout: o.timeoutMs === undefined ? undefined : durationFromMs(o.timeoutMs),
             chunkWindowMs: o.chunkWindowMs,
           },
-          { headers },
+          { headers: headers() },
         ),
       );
       return response.runId;
     },
     cancelRun(runId, reason = "") {
-      return call(raw.cancelRun({ runId, reason }, { headers }));
+      return call(raw.cancelRun({ runId, reason }, { headers: headers() }));
     },
     getRun(runId) {
-      return call(raw.getRun({ runId }, { headers }));
+      return call(raw.getRun({ runId }, { headers: headers() }));
     },
     getSession(sessionId) {
       return call(raw.getSession({ sessionId }, { headers }));

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from agentstream_server.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
+from agentstream_server.observability.spans import RunObservation
 from agentstream_server.runs.approvals import InterruptLedger, NoLedger, RunGate
 from agentstream_server.runs.conversation import Conversation
 from agentstream_server.runs.request import ValidRunRequest
@@ -111,8 +112,11 @@ class Run:
 
         ``team``: the other agents the run's agents may hand over to or call as tools.
         """
-        self._task = asyncio.create_task(self._execute(model, team), name=f"run:{self.run_id}")
+        observed = RunObservation(self.run_id, self.agent.name, self.request.session_id, self.tenant)
+        with observed.active():  # the run's task runs in its span
+            self._task = asyncio.create_task(self._execute(model, team), name=f"run:{self.run_id}")
         self._task.add_done_callback(lambda _: self._ensure_terminal())
+        self._task.add_done_callback(lambda _: self._observe_end(observed))
         self._task.add_done_callback(lambda _: on_done(self))
 
     def _ensure_terminal(self) -> None:
@@ -127,6 +131,12 @@ class Run:
             self.log.append(terminal, sender=self.agent.name)
         if self.conversation is not None:
             self.conversation.end_soon()
+
+    def _observe_end(self, observed: RunObservation) -> None:
+        terminal = self.log.terminal
+        status = terminal.status if terminal is not None else TaskStatus.FAILED
+        reason = terminal.error.reason if terminal is not None and terminal.error is not None else ""
+        observed.finished(status.value, self.log.last_seq, reason)
 
     def cancel(self, reason: str) -> None:
         """Stop the run: its LLM call is closed, its tools cancelled, and it ends with status CANCELLED."""

@@ -15,6 +15,7 @@ import httpx2
 import openai
 
 from agentstream_server.errors import LLMUpstreamError
+from agentstream_server.observability.spans import trace_headers
 from agentstream_server.redact import RedactingFilter, redact_text, redact_url, url_secrets
 from agentstream_server.runtime.chunks import chunk_deltas, parse_chunk
 from agentstream_server.runtime.model import Finish, LLMDelta
@@ -120,6 +121,8 @@ class OpenAIChatModel:
             request["temperature"] = temperature
         if self._max_tokens is not None:
             request["max_tokens"] = self._max_tokens
+        if headers := trace_headers():  # traceparent of the chat span: an instrumented gateway joins the trace
+            request["extra_headers"] = headers
         try:
             async with contextlib.AsyncExitStack() as stack:
                 deadline = asyncio.timeout(self._turn_timeout_s)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream_server.errors import MaxStepsExceeded
+from agentstream_server.observability import spans
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.approvals import Consultation, Gate, ask_user_tool, consult
 from agentstream_server.runtime.arguments import parse_arguments
@@ -86,103 +87,114 @@ async def run_agent(
         handed_to: AgentSpec | None = None
         for _ in range(spec.max_steps):
             step += 1
-            text: list[str] = []
-            reasoning: list[str] = []
-            pending: dict[int, _PendingCall] = {}
-            finish_reason = ""
-            usage: Usage | None = None
-            label = model.label
-            async with (
-                contextlib.aclosing(model.stream(messages, tool_specs, temperature=spec.temperature)) as raw,
-                contextlib.aclosing(coalesce(raw, chunk_window_s) if chunk_window_s > 0 else raw) as deltas,
-            ):
-                async for delta in deltas:
-                    if type(delta) is TextDelta:
-                        text.append(delta.content)
-                        if delta.reasoning:
-                            reasoning.append(delta.reasoning)
-                        yield Chunk(delta.content, label, spec.name, step, delta.reasoning)
-                    elif type(delta) is ToolCallDelta:
-                        call = pending.setdefault(delta.index, _PendingCall())
-                        call.id = call.id or (delta.id or "")
-                        call.name = call.name or (delta.name or "")
-                        call.size += len(delta.arguments)
-                        if call.size <= MAX_TOOL_ARGUMENTS_CHARS:
-                            call.arguments.append(delta.arguments)
-                    elif type(delta) is Finish:
-                        finish_reason = delta.reason
-                    elif type(delta) is UsageReport:
-                        usage = delta.usage
-            content = "".join(text)
-            step_reasoning = "".join(reasoning)
-            actions, bad_arguments = _actions(spec.name, step, pending)
-            yield AgentStep(spec.name, step, content, actions, finish_reason, usage, step_reasoning)
-            assistant: dict[str, Any] = {"role": "assistant", "content": content or None}
-            if step_reasoning:
-                assistant["reasoning_content"] = step_reasoning  # models that reason want it back
-            if actions:
-                assistant["tool_calls"] = [
-                    {
-                        "id": a.tool_call_id,
-                        "type": "function",
-                        "function": {"name": a.tool_name, "arguments": "".join(pending[i].arguments)},
-                    }
-                    for i, a in zip(sorted(pending), actions, strict=True)
-                ]
-            messages.append(assistant)
-            yield MemoryAppended(role="assistant", content=content, agent_name=spec.name)
-            if not actions:
-                yield Output(content=content, agent_name=spec.name)
-                return
-            yield ToolCall(actions=actions)
-            results: dict[str, ToolResult] = {}
-            asked = Consultation()
-            if spec.approval or spec.ask_user:
-                async with contextlib.aclosing(consult(gate, spec, actions, bad_arguments, asked)) as answers:
-                    async for answer in answers:
-                        if type(answer) is ToolResult:
-                            results[answer.tool_call_id] = answer
-                        yield answer
-            transfers = [a for a in actions if a.tool_name in extra.handoffs and a.tool_call_id not in asked.rejected]
-            calls = tuple(
-                a for a in actions if a.tool_name not in extra.handoffs and a.tool_call_id not in asked.rejected
-            )
-            async with contextlib.aclosing(run_tools(caller, tools, calls, bad_arguments)) as finished:
-                async for item in finished:
-                    if type(item) is ToolResult:
-                        results[item.tool_call_id] = item
-                    yield item
-            for index, transfer in enumerate(transfers):
-                target = extra.handoffs[transfer.tool_name]
-                if index == 0:
-                    note, is_error = f"transferred to {target}", False
-                else:  # the first transfer of a turn wins
-                    first = extra.handoffs[transfers[0].tool_name]
-                    note, is_error = f"not transferred: the conversation was already transferred to {first}", True
-                results[transfer.tool_call_id] = result = ToolResult(
-                    transfer.tool_call_id, transfer.tool_name, note, is_error, 0.0, spec.name
-                )
-                yield result
-                if index == 0:
-                    assert team is not None
-                    handed_to = team.agents[target]
-                    reason = transfer.params.get("reason")
-                    yield GroupEvent(
-                        group_id=transfer.tool_call_id,
-                        members=(spec.name, target),
-                        content=reason if isinstance(reason, str) else "",
-                        kind=GroupKind.HANDOFF,
-                        from_agent=spec.name,
-                        to_agent=target,
-                        tool_call_id=transfer.tool_call_id,
-                        depth=depth,
+            with spans.agent_step(spec.name, step):  # invoke_agent {agent}: its LLM call and tools nest in it
+                text: list[str] = []
+                reasoning: list[str] = []
+                pending: dict[int, _PendingCall] = {}
+                finish_reason = ""
+                usage: Usage | None = None
+                label = model.label
+                async with (
+                    spans.LLMCall(label, spec.name, messages, spec.temperature) as llm,  # chat {model}, its metrics
+                    contextlib.aclosing(model.stream(messages, tool_specs, temperature=spec.temperature)) as raw,
+                    contextlib.aclosing(coalesce(raw, chunk_window_s) if chunk_window_s > 0 else raw) as deltas,
+                ):
+                    async for delta in deltas:
+                        llm.first_token()
+                        if type(delta) is TextDelta:
+                            text.append(delta.content)
+                            if delta.reasoning:
+                                reasoning.append(delta.reasoning)
+                            yield Chunk(delta.content, label, spec.name, step, delta.reasoning)
+                        elif type(delta) is ToolCallDelta:
+                            call = pending.setdefault(delta.index, _PendingCall())
+                            call.id = call.id or (delta.id or "")
+                            call.name = call.name or (delta.name or "")
+                            call.size += len(delta.arguments)
+                            if call.size <= MAX_TOOL_ARGUMENTS_CHARS:
+                                call.arguments.append(delta.arguments)
+                        elif type(delta) is Finish:
+                            finish_reason = delta.reason
+                        elif type(delta) is UsageReport:
+                            usage = delta.usage
+                    llm.finished(
+                        finish_reason,
+                        usage.prompt_tokens if usage else 0,
+                        usage.completion_tokens if usage else 0,
+                        text,
                     )
-            for action in actions:  # tool messages in call order, whatever order the tools finished in
-                result = results[action.tool_call_id]
-                messages.append({"role": "tool", "tool_call_id": action.tool_call_id, "content": result.content})
-                yield MemoryAppended(role="tool", content=result.content, agent_name=spec.name)
-            if handed_to is not None:
-                break
+                content = "".join(text)
+                step_reasoning = "".join(reasoning)
+                actions, bad_arguments = _actions(spec.name, step, pending)
+                yield AgentStep(spec.name, step, content, actions, finish_reason, usage, step_reasoning)
+                assistant: dict[str, Any] = {"role": "assistant", "content": content or None}
+                if step_reasoning:
+                    assistant["reasoning_content"] = step_reasoning  # models that reason want it back
+                if actions:
+                    assistant["tool_calls"] = [
+                        {
+                            "id": a.tool_call_id,
+                            "type": "function",
+                            "function": {"name": a.tool_name, "arguments": "".join(pending[i].arguments)},
+                        }
+                        for i, a in zip(sorted(pending), actions, strict=True)
+                    ]
+                messages.append(assistant)
+                yield MemoryAppended(role="assistant", content=content, agent_name=spec.name)
+                if not actions:
+                    yield Output(content=content, agent_name=spec.name)
+                    return
+                yield ToolCall(actions=actions)
+                results: dict[str, ToolResult] = {}
+                asked = Consultation()
+                if spec.approval or spec.ask_user:
+                    async with contextlib.aclosing(consult(gate, spec, actions, bad_arguments, asked)) as answers:
+                        async for answer in answers:
+                            if type(answer) is ToolResult:
+                                results[answer.tool_call_id] = answer
+                            yield answer
+                transfers = [
+                    a for a in actions if a.tool_name in extra.handoffs and a.tool_call_id not in asked.rejected
+                ]
+                calls = tuple(
+                    a for a in actions if a.tool_name not in extra.handoffs and a.tool_call_id not in asked.rejected
+                )
+                async with contextlib.aclosing(run_tools(caller, tools, calls, bad_arguments)) as finished:
+                    async for item in finished:
+                        if type(item) is ToolResult:
+                            results[item.tool_call_id] = item
+                        yield item
+                for index, transfer in enumerate(transfers):
+                    target = extra.handoffs[transfer.tool_name]
+                    if index == 0:
+                        note, is_error = f"transferred to {target}", False
+                    else:  # the first transfer of a turn wins
+                        first = extra.handoffs[transfers[0].tool_name]
+                        note, is_error = f"not transferred: the conversation was already transferred to {first}", True
+                    results[transfer.tool_call_id] = result = ToolResult(
+                        transfer.tool_call_id, transfer.tool_name, note, is_error, 0.0, spec.name
+                    )
+                    yield result
+                    if index == 0:
+                        assert team is not None
+                        handed_to = team.agents[target]
+                        reason = transfer.params.get("reason")
+                        yield GroupEvent(
+                            group_id=transfer.tool_call_id,
+                            members=(spec.name, target),
+                            content=reason if isinstance(reason, str) else "",
+                            kind=GroupKind.HANDOFF,
+                            from_agent=spec.name,
+                            to_agent=target,
+                            tool_call_id=transfer.tool_call_id,
+                            depth=depth,
+                        )
+                for action in actions:  # tool messages in call order, whatever order the tools finished in
+                    result = results[action.tool_call_id]
+                    messages.append({"role": "tool", "tool_call_id": action.tool_call_id, "content": result.content})
+                    yield MemoryAppended(role="tool", content=result.content, agent_name=spec.name)
+                if handed_to is not None:
+                    break
         if handed_to is None:
             raise MaxStepsExceeded(
                 f"agent {spec.name!r} used all {spec.max_steps} steps without a final answer",

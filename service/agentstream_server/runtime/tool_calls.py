@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
 from agentstream_server.errors import AgentDepthExceeded, AgentStreamError
+from agentstream_server.observability import spans
 from agentstream_server.runtime.agents import AgentSpec
 from agentstream_server.runtime.approvals import Gate
 from agentstream_server.runtime.events import (
@@ -107,6 +108,19 @@ async def _run_one(
     bad_arguments: str | None,
     queue: asyncio.Queue[Item | None],
 ) -> None:
+    known = action.tool_name in tools or action.tool_name in caller.agent_tools
+    with spans.ToolCall(action.tool_name, action.tool_call_id, known=known, arguments=action.params) as observed:
+        await _call_one(caller, tools, action, bad_arguments, queue, observed)  # a nested agent's spans nest here
+
+
+async def _call_one(
+    caller: Caller,
+    tools: Mapping[str, Tool],
+    action: Action,
+    bad_arguments: str | None,
+    queue: asyncio.Queue[Item | None],
+    observed: spans.ToolCall,
+) -> None:
     started = time.monotonic()
     tool = tools.get(action.tool_name)
     agent_name = caller.agent_tools.get(action.tool_name)
@@ -145,6 +159,7 @@ async def _run_one(
             if task is None or task.cancelling():
                 raise  # the run is being cancelled: never swallowed
             content = "CancelledError: the tool cancelled itself"  # raised by the tool, not by us
+    observed.finished(is_error, content)
     if nested is not None:
         await queue.put(
             GroupEvent(

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from agentstream_server.config import Settings
+from agentstream_server.observability import metrics, tracing
 from agentstream_server.runs.manager import RunLimits, RunManager
 from agentstream_server.runtime.agents import AgentCatalog, default_agents, load_agents
 from agentstream_server.runtime.mcp_servers import McpServers
@@ -28,6 +29,7 @@ from agentstream_server.store.factory import open_store
 from agentstream_server.transport.auth import Authenticator, open_auth
 from agentstream_server.transport.decoding import TolerantDecoding
 from agentstream_server.transport.servicer import RunnerServicer
+from agentstream_server.transport.telemetry import TelemetryInterceptor
 from agentstream_server.transport.tls import describe as describe_tls
 from agentstream_server.transport.tls import server_credentials
 
@@ -53,6 +55,9 @@ class RunningServer:
     watcher: asyncio.Task[None]
     auth: Authenticator
     mcp: McpServers
+    metrics_port: int | None = None
+    """Where /metrics is served (None: metrics off)."""
+    stop_metrics: Callable[[], None] = lambda: None
 
     async def shutdown(self, grace_s: float) -> None:
         """Graceful stop: NOT_SERVING, refuse new runs, let live runs finish for grace_s, cancel the rest."""
@@ -65,6 +70,7 @@ class RunningServer:
         await self.mcp.aclose()  # after the runs: no MCP call is left; stdio servers' processes are stopped
         await self.store.close()
         await self.models.aclose()
+        self.stop_metrics()
         logger.info("stopped")
 
 
@@ -92,8 +98,11 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
     try:
         models = ModelProvider(settings)
         runs = RunManager(catalog.agents, catalog.default, models.model_for, RunLimits.from_settings(settings), store)
+        metrics_port, stop_metrics = _serve_metrics(settings)
+        observed = metrics_port is not None or tracing.tracer() is not None  # else no per-call cost at all
+        telemetry = [TelemetryInterceptor(SERVICE_NAME, metrics_on=metrics_port is not None)] if observed else []
         server = grpc.aio.server(
-            interceptors=[*auth.interceptors(SERVICE_NAME), TolerantDecoding(SERVICE_NAME)],
+            interceptors=[*telemetry, *auth.interceptors(SERVICE_NAME), TolerantDecoding(SERVICE_NAME)],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
@@ -128,13 +137,34 @@ async def start_server(settings: Settings, *, announce: bool = True) -> RunningS
         watcher = asyncio.create_task(_watch_store(store, health_servicer))
         logger.info("run store: %s", store.description)
         logger.info("transport: %s", describe_tls(settings))
+        if metrics_port is not None:
+            logger.info("metrics: http://%s:%d/metrics", settings.metrics_host or settings.host, metrics_port)
         if announce:
             logger.info("listening on %s:%d", settings.host, port)
     except BaseException:
         await store.close()
         await mcp.aclose()
         raise
-    return RunningServer(server, port, runs, health_servicer, models, store, watcher, auth, mcp)
+    return RunningServer(
+        server, port, runs, health_servicer, models, store, watcher, auth, mcp, metrics_port, stop_metrics
+    )
+
+
+def _serve_metrics(settings: Settings) -> tuple[int | None, Callable[[], None]]:
+    """Start /metrics when settings.metrics_port is set: (the bound port, how to stop it); (None, no-op) otherwise."""
+    if settings.metrics_port is None:
+        return None, lambda: None
+    host = settings.metrics_host or settings.host
+    try:
+        http, _ = metrics.serve_metrics(host, settings.metrics_port)
+    except OSError as exc:
+        raise OSError(f"cannot serve metrics on {host}:{settings.metrics_port}: {exc.strerror or exc}") from None
+
+    def stop() -> None:
+        http.shutdown()
+        http.server_close()
+
+    return int(http.server_port), stop
 
 
 REQUEST_ENVELOPE_BYTES = 64 * 1024
@@ -151,6 +181,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 20 * ms),
         ("grpc.http2.min_ping_interval_without_data_ms", int(settings.min_client_ping_interval_s * ms)),
         ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.http2.max_pings_without_data", 0),  # keep pinging a stream that stays quiet for minutes
         ("grpc.max_connection_idle_ms", int(settings.max_connection_idle_s * ms)),
         ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * ms)),
         ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * ms)),
@@ -185,6 +216,8 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
     shutdown starts, the process exits within grace + STREAM_FLUSH_GRACE_S + EXIT_SLACK_S seconds (status 1)
     even if something, such as a task that ignores cancellation, would hold it up.
     """
+    described = tracing.configure_from_env(content=settings.trace_content)
+    logger.info("tracing: %s", described or "off (no OTEL_* exporter configured)")
     running = await start_server(settings, announce=ready is None)
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every later collection
     stop = asyncio.Event()
@@ -204,6 +237,7 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
     await stop.wait()
     _exit_unless_done_within(settings.shutdown_grace_s + STREAM_FLUSH_GRACE_S + EXIT_SLACK_S)
     await running.shutdown(settings.shutdown_grace_s)
+    tracing.shutdown()  # export the spans still batched
 
 
 def _exit_unless_done_within(seconds: float) -> None:

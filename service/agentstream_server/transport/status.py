@@ -13,6 +13,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from agentstream_server.errors import ERROR_DOMAIN, AgentStreamError, InvalidArgument
+from agentstream_server.observability import metrics, spans
 
 logger = logging.getLogger("agentstream.servicer")
 
@@ -71,6 +72,8 @@ async def abort(context: Context, error: AgentStreamError) -> NoReturn:
     """End the call with the error's status."""
     # repr: a caller-supplied value in the message can never forge a log line
     logger.info("rejected call: %s %s: %r", error.code, error.reason, clipped(error.message, MAX_STATUS_MESSAGE_CHARS))
+    metrics.call_rejected(error.reason)
+    spans.rpc_error(grpc.StatusCode[error.code].value[0], error.code, error.reason)
     await context.abort_with_status(status_for(error))
     raise AssertionError("abort_with_status always raises")
 

@@ -21,6 +21,7 @@ from agentstream_server.errors import (
     check_subscription_position,
     interrupt_not_found,
 )
+from agentstream_server.observability import metrics
 from agentstream_server.redact import redact_url
 from agentstream_server.runtime.events import Interrupt, RunEvent, TaskFinished, TaskStatus
 from agentstream_server.store.base import NewRun, RunControl, RunInfo
@@ -192,6 +193,7 @@ class RedisStore:
                 if len(pending) < MIRROR_BATCH and record.seq < log.last_seq and not record.is_terminal:
                     continue
                 await self._flush(key, hkey, pending)
+                metrics.mirror_flushed(time.time() - pending[0].timestamp_ns / 1e9)
                 pending = []
         except (RedisError, OSError) as exc:
             self._healthy = False
@@ -236,8 +238,10 @@ class RedisStore:
                     await self.sessions.renew(pipe)
                     pipe.ping()
                     await pipe.execute()
+                metrics.leases_renewed(ok=True)
                 self._healthy = True
             except (RedisError, OSError) as exc:
+                metrics.leases_renewed(ok=False)
                 if self._healthy:
                     logger.error("lost Redis at %s: %s", self._url, type(exc).__name__)
                 self._healthy = False
