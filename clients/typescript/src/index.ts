@@ -242,10 +242,10 @@ export function createClient(options: ClientOptions): AgentStreamClient {
       return call(raw.getRun({ runId }, { headers: headers() }));
     },
     getSession(sessionId) {
-      return call(raw.getSession({ sessionId }, { headers }));
+      return call(raw.getSession({ sessionId }, { headers: headers() }));
     },
     async deleteSession(sessionId) {
-      return (await call(raw.deleteSession({ sessionId }, { headers }))).deletedTurns;
+      return (await call(raw.deleteSession({ sessionId }, { headers: headers() }))).deletedTurns;
     },
   };
 }
