@@ -25,6 +25,7 @@ from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from agentstream_server.observability import spans
 from agentstream_server.runtime.mcp_config import McpServerConfig
 from agentstream_server.runtime.tools import ToolFailure
 
@@ -102,7 +103,10 @@ class McpServer:
         JSON-RPC error. An MCP error result (isError) is returned as it is."""
         client = await self._session()
         try:
-            return await client.call_tool(tool, dict(arguments))
+            # A CLIENT span under the execute_tool span. Its trace context does not reach an HTTP server: the mcp
+            # SDK sends requests from its session's own task, outside this call's context.
+            with spans.mcp_call("tools/call", self.name, tool):
+                return await client.call_tool(tool, dict(arguments))
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 self._fail(f"the connection closed during a call of {tool}")
