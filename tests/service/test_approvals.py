@@ -248,3 +248,33 @@ async def test_an_interrupt_is_resolved_through_another_replica(
         assert error_details(twice.value)[0].reason == "INTERRUPT_ALREADY_RESOLVED"
         assert (await stub_b.GetRun(rpb.GetRunRequest(run_id=waiting.run_id))).status == pb.TASK_STATUS_SUCCEEDED
 
+
+async def test_an_mcp_tool_behind_approval_runs_on_its_server_only_once_approved(
+    fake_llm: FakeLLM, start: StartServer, store: str, tmp_path: Path
+) -> None:
+    from tests.service.test_mcp_runs import STDIO
+
+    agents = tmp_path / "mcp.toml"
+    agents.write_text(f'{STDIO}\n[agents.assistant]\nmcp_servers = ["calc"]\napproval = ["add"]\n')
+    server = await start(store=store, agents_file=agents)
+    fake_llm.script(ToolCalls([("add", {"a": 2, "b": 3})]), Text(["5."]))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = rpb_grpc.RunnerServiceStub(channel)
+        run = follow(stub, "2 + 3?", "assistant")
+        waiting = await run.until("interrupt")
+        assert [a.tool_name for a in waiting.interrupt.tool_calls] == ["add"]
+        assert not any(m.WhichOneof("payload") == "tool_result" for m in run.messages)
+        await stub.ResolveInterrupt(resolve(waiting.run_id, waiting.interrupt.interrupt_id, True))
+        messages = await run.end()
+    result = next(m for m in messages if m.WhichOneof("payload") == "tool_result").tool_result
+    assert (result.content, result.is_error, result.mcp_server) == ('{"result":5}', False, "calc")
+
+
+async def test_approval_naming_a_tool_no_mcp_server_has_is_a_start_up_error(start: StartServer, tmp_path: Path) -> None:
+    from agentstream_server.runtime.mcp_servers import McpStartError
+    from tests.service.test_mcp_runs import STDIO
+
+    agents = tmp_path / "mcp.toml"
+    agents.write_text(f'{STDIO}\n[agents.assistant]\nmcp_servers = ["calc"]\napproval = ["nope"]\n')
+    with pytest.raises(McpStartError, match=r"approval names \['nope'\], which are not among its tools"):
+        await start(agents_file=agents)
