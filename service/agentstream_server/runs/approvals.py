@@ -6,32 +6,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from agentstream_server.errors import InterruptAlreadyResolved, interrupt_not_found
 from agentstream_server.runtime.approvals import Decision
 from agentstream_server.runtime.events import Interrupt, TaskStatus
+from agentstream_server.store.base import InterruptLedger
 
 logger = logging.getLogger("agentstream.runs")
 
 DECISION_IN_FLIGHT_S = 5.0
 """How long a run whose interrupt timed out waits for a decision another replica claimed at the same moment."""
-
-
-class InterruptLedger(Protocol):
-    """Where a run's interrupts are recorded so any replica can resolve them (the run store)."""
-
-    async def open_interrupt(
-        self, tenant: str, run_id: str, interrupt: Interrupt, pending: tuple[Interrupt, ...]
-    ) -> None:
-        """Record a waiting interrupt (the run's status becomes INPUT_REQUIRED, GetRun lists ``pending``)."""
-        ...
-
-    async def close_interrupt(
-        self, tenant: str, run_id: str, interrupt_id: str, pending: tuple[Interrupt, ...]
-    ) -> bool:
-        """Mark an interrupt resolved unless it already is; False if someone else resolved it first."""
-        ...
 
 
 class RunGate:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from agentstream_server.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
 from agentstream_server.observability.spans import RunObservation
-from agentstream_server.runs.approvals import InterruptLedger, NoLedger, RunGate
+from agentstream_server.runs.approvals import NoLedger, RunGate
 from agentstream_server.runs.conversation import Conversation
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
@@ -31,7 +31,7 @@ from agentstream_server.runtime.events import (
 from agentstream_server.runtime.loop import run_agent
 from agentstream_server.runtime.model import ChatModel
 from agentstream_server.runtime.team import Team
-from agentstream_server.store.base import RunInfo
+from agentstream_server.store.base import InterruptLedger, RunInfo
 from agentstream_server.store.log import RunLog
 
 logger = logging.getLogger("agentstream.runs")

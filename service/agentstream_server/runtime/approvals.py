@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -115,17 +116,7 @@ def _interrupt(kind: InterruptKind, spec: AgentSpec, calls: tuple[Action, ...], 
 
 
 def _resolved(interrupt: Interrupt, decision: Decision) -> Interrupt:
-    return Interrupt(
-        interrupt_id=interrupt.interrupt_id,
-        kind=interrupt.kind,
-        tool_calls=interrupt.tool_calls,
-        question=interrupt.question,
-        agent_name=interrupt.agent_name,
-        expires_at=interrupt.expires_at,
-        approved=decision.approved,
-        message=decision.message,
-        resolved=True,
-    )
+    return dataclasses.replace(interrupt, approved=decision.approved, message=decision.message, resolved=True)
 
 
 def _result(call: Action, content: str, *, is_error: bool) -> ToolResult:

@@ -58,7 +58,23 @@ class RunControl(Protocol):
         ...
 
 
-class RunStore(Protocol):
+class InterruptLedger(Protocol):
+    """Where a run's interrupts are recorded so any replica can resolve them (every RunStore is one)."""
+
+    async def open_interrupt(
+        self, tenant: str, run_id: str, interrupt: Interrupt, pending: tuple[Interrupt, ...]
+    ) -> None:
+        """Record a run's waiting interrupt (status INPUT_REQUIRED, GetRun lists ``pending``) for every replica."""
+        ...
+
+    async def close_interrupt(
+        self, tenant: str, run_id: str, interrupt_id: str, pending: tuple[Interrupt, ...]
+    ) -> bool:
+        """Mark a run's interrupt resolved unless it already is; False if a decision got there first."""
+        ...
+
+
+class RunStore(InterruptLedger, Protocol):
     """Registry and event logs of runs, shared by every replica that uses the same store.
 
     Every method raises the error table's errors: RunNotFound, RunAlreadyExists, SeqOutOfRange,
@@ -111,18 +127,6 @@ class RunStore(Protocol):
 
     def subscriber(self, run_id: str, limit: int, *, tenant: str = "") -> AbstractAsyncContextManager[None]:
         """Hold one of a run's subscriber slots (counted across replicas); TooManySubscribers past ``limit``."""
-        ...
-
-    async def open_interrupt(
-        self, tenant: str, run_id: str, interrupt: Interrupt, pending: tuple[Interrupt, ...]
-    ) -> None:
-        """Record a run's waiting interrupt (status INPUT_REQUIRED, GetRun lists ``pending``) for every replica."""
-        ...
-
-    async def close_interrupt(
-        self, tenant: str, run_id: str, interrupt_id: str, pending: tuple[Interrupt, ...]
-    ) -> bool:
-        """Mark a run's interrupt resolved unless it already is; False if a decision got there first."""
         ...
 
     async def resolve_interrupt(
