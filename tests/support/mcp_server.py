@@ -6,8 +6,9 @@
 
 Tools: add (structured int), echo (text), point (structured object), fail (an isError result), die (the
 process exits mid-call), slow + slow_started + cancellations (a slow call, and what the server saw of its
-cancellation), grow (adds a tool and says the tool list changed), pid. With MCP_TEST_LINGER=1 in its environment
-it keeps running after its stdin closes, until it is killed (as a badly behaved server would).
+cancellation), grow (adds a tool and says the tool list changed), traceparent (the HTTP request's
+header), pid. With MCP_TEST_LINGER=1 in its environment it keeps running after its stdin closes, until it is
+killed (as a badly behaved server would).
 """
 
 from __future__ import annotations
@@ -108,6 +109,14 @@ async def grow(name: str, ctx: Context) -> str:
     with contextlib.suppress(Exception):
         await ctx.session.send_tool_list_changed()  # earlier clients: a notification
     return f"added {name}"
+
+
+@server.tool()
+def traceparent(ctx: Context) -> str:
+    """The W3C traceparent header of the HTTP request carrying this call ("" over stdio or without one)."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None)
+    return str(headers.get("traceparent", "")) if headers is not None else ""
 
 
 @server.tool()

@@ -103,8 +103,8 @@ class McpServer:
         JSON-RPC error. An MCP error result (isError) is returned as it is."""
         client = await self._session()
         try:
-            # A CLIENT span under the execute_tool span. Its trace context does not reach an HTTP server: the mcp
-            # SDK sends requests from its session's own task, outside this call's context.
+            # A CLIENT span under the execute_tool span; the mcp SDK posts a request in the caller's context, so
+            # the HTTP request hook (_with_trace) sends this span's traceparent to an HTTP server.
             with spans.mcp_call("tools/call", self.name, tool):
                 return await client.call_tool(tool, dict(arguments))
         except MCPError as exc:
@@ -202,7 +202,9 @@ class McpServer:
         server: StdioServerParameters | Any
         if config.url is not None:
             http = await stack.enter_async_context(
-                httpx2.AsyncClient(headers=dict(config.headers), timeout=_HTTP_TIMEOUT)
+                httpx2.AsyncClient(
+                    headers=dict(config.headers), timeout=_HTTP_TIMEOUT, event_hooks={"request": [_with_trace]}
+                )
             )
             server = streamable_http_client(config.url, http_client=http)
         else:
@@ -286,3 +288,8 @@ def describe_failure(exc: BaseException | None, timeout_s: float) -> str:
     if isinstance(exc, MCPError):
         return exc.message
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _with_trace(request: httpx2.Request) -> None:
+    """Send the current span's W3C trace context with a request to an MCP server over HTTP (if tracing is on)."""
+    spans.inject_headers(request.headers)
