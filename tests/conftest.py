@@ -30,6 +30,11 @@ tools = ["calculator", "current_time"]
 instructions = "You ask the assistant, then answer."
 agent_tools = ["assistant"]
 
+[agents.careful]
+instructions = "You compute, once a person approves."
+tools = ["calculator"]
+approval = ["calculator"]
+
 [agents.tester]
 instructions = "You test things."
 tools = ["calculator", "tests.support.tools:explode", "tests.support.tools:wait_forever"]
@@ -71,7 +76,7 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
 
 @pytest.fixture
 def agents_file(tmp_path: Path) -> Path:
-    """An agents TOML file with the default assistant and a 'tester' agent with test tools."""
+    """An agents TOML file: the default assistant, 'team', 'careful' (calculator behind approval), 'tester' (test tools)."""
     path = tmp_path / "agents.toml"
     path.write_text(AGENTS_TOML)
     return path

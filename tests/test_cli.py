@@ -61,7 +61,7 @@ async def test_an_error_status_exits_two_with_the_reason_on_stderr(server: Runni
     code, _, err = await cli("run", "hi", "--agent", "ghost", "--target", f"127.0.0.1:{server.port}")
     assert code == 2
     assert "NOT_FOUND AGENT_NOT_FOUND" in err
-    assert "known agents: assistant,team,tester" in err
+    assert "known agents: assistant,careful,team,tester" in err
 
 
 async def test_an_unknown_mode_is_rejected_before_calling() -> None:

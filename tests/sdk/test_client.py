@@ -114,7 +114,7 @@ async def test_call_errors_become_typed_exceptions(fake_llm: FakeLLM, start: Sta
         assert bad.field_violations[0][0] == "input"
         missing = await expect(agentstream.AgentNotFound, client, input="hi", agent="ghost")
         assert isinstance(missing, agentstream.AgentNotFound)
-        assert missing.known_agents == ["assistant", "team", "tester"]
+        assert missing.known_agents == ["assistant", "careful", "team", "tester"]
         fake_llm.script(Stall())
         live = client.streaming_run("hi", run_id="busy-1")
         await anext(live)

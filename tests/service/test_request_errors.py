@@ -52,7 +52,7 @@ async def test_unknown_agent_is_not_found_listing_the_known_agents(stub: rpb_grp
     error = await expect_error(stub, request(agent="nobody"), grpc.StatusCode.NOT_FOUND)
     info, _ = error_details(error)
     assert info.reason == "AGENT_NOT_FOUND"
-    assert info.metadata["known_agents"].split(",") == ["assistant", "team", "tester"]
+    assert info.metadata["known_agents"].split(",") == ["assistant", "careful", "team", "tester"]
 
 
 async def test_malformed_run_id_is_invalid_argument(stub: rpb_grpc.RunnerServiceStub) -> None:

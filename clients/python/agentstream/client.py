@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import grpc
 
 from agentstream.errors import TransportError, from_rpc_error
-from agentstream.messages import Message, TaskResponse, from_proto, task_response
+from agentstream.messages import Interrupt, Message, TaskResponse, from_proto, interrupt, task_response
 from agentstream.sessions import Session, session_from_proto
 from agentstream.telemetry import traced, with_keepalive
 from agentstream.tls import PemSource, channel_credentials
@@ -85,6 +85,8 @@ class RunInfo:
     status: TaskStatus
     last_seq: int
     response: TaskResponse | None
+    pending_interrupts: list[Interrupt] = field(default_factory=list)
+    """While the status is INPUT_REQUIRED: the interrupts waiting for resolve_interrupt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,15 @@ def run_info_from_proto(run: rpb.Run) -> RunInfo:
         status=TaskStatus(run.status),
         last_seq=run.last_seq,
         response=task_response(run.response) if run.HasField("response") else None,
+        pending_interrupts=[interrupt(p) for p in run.pending_interrupts],
     )
+
+
+def build_resolve_request(
+    run_id: str, interrupt_id: str, *, approve: bool, message: str
+) -> rpb.ResolveInterruptRequest:
+    """The ResolveInterruptRequest for these arguments."""
+    return rpb.ResolveInterruptRequest(run_id=run_id, interrupt_id=interrupt_id, approve=approve, message=message)
 
 
 class Client:
@@ -307,6 +317,24 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return run_info_from_proto(run)
+
+    async def resolve_interrupt(
+        self, run_id: str, interrupt_id: str, *, approve: bool, message: str = ""
+    ) -> TaskStatus:
+        """Answer a run waiting for a person (an InterruptMessage, or RunInfo.pending_interrupts).
+
+        TOOL_APPROVAL: ``approve=True`` runs the calls; ``approve=False`` makes each a failed tool result with
+        ``message`` as the reason, and the model goes on. INPUT: ``message`` is the answer. Any caller of the
+        run's tenant may answer, through any replica. Returns the run's status after the decision (RUNNING,
+        or INPUT_REQUIRED while other interrupts wait). Raises InterruptNotFound (unknown run or interrupt)
+        or InterruptAlreadyResolved (answered before, or its approval timeout passed).
+        """
+        request = build_resolve_request(run_id, interrupt_id, approve=approve, message=message)
+        try:
+            response = await self._stub.ResolveInterrupt(request, metadata=traced(self._call_metadata))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return TaskStatus(response.status)
 
     async def get_session(self, session_id: str) -> Session:
         """Describe a conversation: its turns (oldest first), its runs, its times and its live run, if any.

@@ -12,6 +12,7 @@ from agentstream.client import (
     CancelResult,
     RunInfo,
     build_request,
+    build_resolve_request,
     build_start_request,
     call_metadata,
     resolve_target,
@@ -183,6 +184,15 @@ class SyncClient:
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
+
+    def resolve_interrupt(self, run_id: str, interrupt_id: str, *, approve: bool, message: str = "") -> TaskStatus:
+        """Answer a run waiting for a person; the run's status after the decision (see Client.resolve_interrupt)."""
+        request = build_resolve_request(run_id, interrupt_id, approve=approve, message=message)
+        try:
+            response = self._stub.ResolveInterrupt(request, metadata=traced(self._call_metadata))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return TaskStatus(response.status)
 
     def get_session(self, session_id: str) -> Session:
         """Describe a conversation (see Client.get_session)."""
