@@ -76,7 +76,7 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
 
 @pytest.fixture
 def agents_file(tmp_path: Path) -> Path:
-    """An agents TOML file: the default assistant, 'team', 'careful' (calculator behind approval), 'tester' (test tools)."""
+    """An agents TOML file: the default assistant, 'team', 'careful' (calculator behind approval), 'tester'."""
     path = tmp_path / "agents.toml"
     path.write_text(AGENTS_TOML)
     return path
