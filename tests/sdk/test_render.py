@@ -222,3 +222,37 @@ def test_handoffs_and_nested_agents_are_drawn_and_nested_lines_indented() -> Non
     nested = pb.Message(id="r:4", run_id="r", seq=4, category="chunk", topic="chunk", depth=1)
     nested.chunk.content, nested.chunk.reasoning_content = "hi", "hmm"
     assert render(from_proto(nested)) == [Line("hmm", "dim italic", inline=True), Line("hi", "dim", inline=True)]
+
+
+def interrupt_wire(topic: str, kind: int, **fields: object) -> pb.Message:
+    message = pb.Message(id="r:5", run_id="r", seq=5, category="task", topic=topic)
+    message.interrupt.interrupt_id, message.interrupt.kind, message.interrupt.agent_name = "int-1", kind, "careful"
+    message.interrupt.tool_calls.add(tool_name="calculator", tool_call_id="c1").params.update({"expression": "2+2"})
+    message.interrupt.expires_at.seconds = 1_700_000_000
+    for name, value in fields.items():
+        setattr(message.interrupt, name, value)
+    return message
+
+
+def test_interrupts_and_their_resolutions_are_drawn_without_escape_codes() -> None:
+    approval, question = pb.INTERRUPT_KIND_TOOL_APPROVAL, pb.INTERRUPT_KIND_INPUT
+    cases = [
+        (
+            interrupt_wire("interrupt", approval),
+            '⏸ approval needed: calculator({"expression": "2+2"}) (interrupt int-1, until 22:13:20 UTC)',
+        ),
+        (
+            interrupt_wire("interrupt", question, question="Which \x1b[2Jcity?"),
+            "⏸ careful asks: Which city? (interrupt int-1, until 22:13:20 UTC)",
+        ),
+        (interrupt_wire("interrupt_resolved", approval, resolved=True, approved=True), "▶ approved"),
+        (interrupt_wire("interrupt_resolved", approval, resolved=True, message="no"), "▶ rejected: no"),
+        (interrupt_wire("interrupt_resolved", approval, resolved=True), "▶ rejected: no reason given"),
+        (
+            interrupt_wire("interrupt_resolved", question, resolved=True, approved=True, message="Paris"),
+            "▶ answered: Paris",
+        ),
+        (interrupt_wire("interrupt_resolved", question, resolved=True, message="timeout"), "▶ not answered: timeout"),
+    ]
+    for wire_message, text in cases:
+        assert [line.text for line in render(from_proto(wire_message))] == [text]

@@ -1,4 +1,4 @@
-"""The `agentstream` command: `run`, `chat`, `attach` and `cancel` against any server (plus `serve` when installed).
+"""The `agentstream` command: run, chat, attach, cancel and approve against any server (plus `serve` when installed).
 
 Needs the `cli` extra (`pip install 'agentstream[cli]'`: typer and rich).
 """
@@ -56,7 +56,11 @@ def run(
     token: Token = None,
     no_reasoning: NoReasoning = False,
 ) -> None:
-    """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status."""
+    """Stream one run and render it; exit 0 on success, 1 on a failed run, 2 on an error status.
+
+    On a terminal, a tool call that needs approval asks "approve TOOL(...)? [y/N]" and a question from the agent
+    waits for your answer; otherwise the CLI prints how to resolve them with `agentstream approve`.
+    """
     from agentstream.cli.run import stream_run
 
     _check_mode(mode)
@@ -153,6 +157,35 @@ def cancel(
 
     raise typer.Exit(
         asyncio.run(cancel_run(run_id, reason=reason, target=target, tls=_tls_options(tls, ca, cert, key), token=token))
+    )
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The run waiting for a person.")],
+    interrupt_id: Annotated[str, typer.Argument(help="The interrupt to resolve (shown by `run`, or GetRun).")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the tool calls instead of approving them.")] = False,
+    message: Annotated[
+        str, typer.Option(help="The answer to a question, or why the calls are rejected (the model reads it).")
+    ] = "",
+    target: Target = None,
+    tls: TLSFlag = False,
+    ca: CAFile = None,
+    cert: CertFile = None,
+    key: KeyFile = None,
+    token: Token = None,
+) -> None:
+    """Approve (or --reject) a run's tool calls, or answer its question with --message; from any caller of the
+    run's tenant. Exit 0 when resolved, 2 on an error status (e.g. INTERRUPT_ALREADY_RESOLVED)."""
+    from agentstream.cli.run import approve_interrupt
+
+    options = _tls_options(tls, ca, cert, key)
+    raise typer.Exit(
+        asyncio.run(
+            approve_interrupt(
+                run_id, interrupt_id, reject=reject, message=message, target=target, tls=options, token=token
+            )
+        )
     )
 
 

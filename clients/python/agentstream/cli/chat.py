@@ -7,7 +7,7 @@ import uuid
 
 from agentstream import AgentStreamError, Client, StreamingMode
 from agentstream.cli.render import terminal_safe
-from agentstream.cli.run import PLAINTEXT, TLSOptions, render_messages, report, report_usage
+from agentstream.cli.run import PLAINTEXT, TLSOptions, interrupt_policy, render_messages, report, report_usage
 
 HELP = "/history shows the conversation, /forget deletes it, /exit (or Ctrl-D) leaves"
 
@@ -29,6 +29,7 @@ async def chat(
         report_usage(error)
         return 2
     print(terminal_safe(f"session {session_id} ({HELP})"), flush=True)
+    on_interrupt = interrupt_policy(json_lines=False)(client)  # the REPL's stdin answers, or how to resolve
     async with client:
         while (line := await _read_line()) is not None:
             text = line.strip()
@@ -47,7 +48,9 @@ async def chat(
                     stream = client.streaming_run(
                         text, agent=agent, streaming_mode=StreamingMode.CORE, session_id=session_id, timeout=timeout
                     )
-                    await render_messages(stream, tls=tls, json_lines=False, show_steps=False)
+                    await render_messages(
+                        stream, tls=tls, json_lines=False, show_steps=False, on_interrupt=on_interrupt
+                    )
             except AgentStreamError as error:  # e.g. SESSION_BUSY, or the server went away: say so, keep going
                 report(error, tls)
     return 0

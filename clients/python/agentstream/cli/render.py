@@ -7,13 +7,17 @@ import datetime
 import enum
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from agentstream import (
+    ActionModel,
     AgentMessage,
     ChunkMessage,
     GroupEventKind,
     GroupMessage,
+    InterruptKind,
+    InterruptMessage,
     Message,
     TaskMessage,
     ToolMessage,
@@ -87,6 +91,24 @@ def _render(message: Message, *, show_steps: bool, answer_shown: bool) -> list[L
     return lines
 
 
+def calls_text(calls: Sequence[ActionModel]) -> str:
+    """Tool calls as the CLI shows them: ``calculator({"expression": "2+2"})``, comma-separated."""
+    return ", ".join(f"{a.tool_name}({json.dumps(a.params, ensure_ascii=False)})" for a in calls)
+
+
+def _interrupt_line(message: InterruptMessage) -> Line:
+    interrupt = message.payload
+    question = interrupt.kind is InterruptKind.INPUT
+    if not interrupt.resolved:
+        calls = calls_text(interrupt.tool_calls)
+        what = f"{interrupt.agent_name} asks: {interrupt.question}" if question else f"approval needed: {calls}"
+        until = f", until {interrupt.expires_at:%H:%M:%S} UTC" if interrupt.expires_at else ""
+        return Line(f"⏸ {what} (interrupt {interrupt.interrupt_id}{until})", "bold yellow")
+    if interrupt.approved:
+        return Line(f"▶ answered: {interrupt.message}" if question else "▶ approved", "yellow")
+    return Line(f"▶ {'not answered' if question else 'rejected'}: {interrupt.message or 'no reason given'}", "yellow")
+
+
 def _lines(message: Message, *, show_steps: bool, answer_shown: bool) -> list[Line]:
     if isinstance(message, ChunkMessage):
         chunk = message.payload
@@ -106,6 +128,8 @@ def _lines(message: Message, *, show_steps: bool, answer_shown: bool) -> list[Li
         return []
     if isinstance(message, ToolMessage):
         return [Line(f"→ {a.tool_name}({json.dumps(a.params, ensure_ascii=False)})", "cyan") for a in message.payload]
+    if isinstance(message, InterruptMessage):
+        return [_interrupt_line(message)]
     if isinstance(message, ToolResultMessage):
         result = message.payload
         return [Line(f"← {result.tool_name}: {result.content}", "red" if result.is_error else "green")]

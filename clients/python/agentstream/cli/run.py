@@ -1,4 +1,4 @@
-"""`agentstream run / attach / cancel`: talk to a server through the SDK and write to the terminal or JSON lines."""
+"""`agentstream run / attach / cancel / approve`: talk to a server through the SDK; write to the terminal or JSON."""
 
 from __future__ import annotations
 
@@ -10,10 +10,32 @@ from pathlib import Path
 import grpc
 from rich.console import Console
 
-from agentstream import AgentStreamError, ChunkMessage, Client, Message, StreamingMode, TaskMessage, TransportError
+from agentstream import (
+    AgentStreamError,
+    ChunkMessage,
+    Client,
+    InterruptMessage,
+    Message,
+    StreamingMode,
+    TaskMessage,
+    TransportError,
+)
+from agentstream.cli.approvals import Ask, OnInterrupt, ask_stdin, hinter, prompter
 from agentstream.cli.render import render, terminal_safe, to_json
 
 Stream = Callable[[Client], AsyncIterator[Message]]
+Interrupts = Callable[[Client], OnInterrupt]
+"""What to do with a stream's pending interrupts, given the client streaming it."""
+
+
+def interrupt_policy(*, json_lines: bool, ask: Ask | None = None) -> Interrupts:
+    """Prompt (with ``ask``, else on stdin when it is a terminal), else print how to resolve each interrupt."""
+    if ask is None and sys.stdin.isatty():
+        ask = ask_stdin
+    if ask is None:
+        return lambda client: hinter(stderr=json_lines)
+    answer = ask
+    return lambda client: prompter(client, answer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +73,13 @@ async def stream_run(
     tls: TLSOptions = PLAINTEXT,
     token: str | None = None,
     exclude_reasoning: bool = False,
+    ask: Ask | None = None,
 ) -> int:
-    """Stream and render a new run; returns the process exit status."""
+    """Stream and render a new run; returns the process exit status.
+
+    A pending interrupt is answered at the prompt (``ask``, else stdin when it is a terminal); otherwise the
+    CLI prints how to resolve it (`agentstream approve`) and keeps streaming.
+    """
     streaming_mode = StreamingMode[mode.upper()]
     return await _render_stream(
         lambda client: client.streaming_run(
@@ -68,6 +95,7 @@ async def stream_run(
         token=token,
         json_lines=json_lines,
         show_steps=streaming_mode == StreamingMode.ALL,
+        interrupts=interrupt_policy(json_lines=json_lines, ask=ask),
     )
 
 
@@ -97,6 +125,7 @@ async def attach_run(
         token=token,
         json_lines=json_lines,
         show_steps=streaming_mode == StreamingMode.ALL,
+        interrupts=lambda client: hinter(stderr=json_lines),  # a replay shows interrupts resolved long ago
     )
 
 
@@ -118,8 +147,40 @@ async def cancel_run(
     return 0
 
 
+async def approve_interrupt(
+    run_id: str,
+    interrupt_id: str,
+    *,
+    reject: bool,
+    message: str,
+    target: str | None,
+    tls: TLSOptions = PLAINTEXT,
+    token: str | None = None,
+) -> int:
+    """Resolve a run's interrupt (approve, or reject with --reject) and print the run's status; the exit status."""
+    try:
+        async with tls.client(target, token=token) as client:
+            status = await client.resolve_interrupt(run_id, interrupt_id, approve=not reject, message=message)
+    except AgentStreamError as error:
+        report(error, tls)
+        return 2
+    except ValueError as error:
+        report_usage(error)
+        return 2
+    decision = "rejected" if reject else "approved"
+    print(terminal_safe(f"interrupt {interrupt_id} of run {run_id} {decision}: {status.name}"))
+    return 0
+
+
 async def _render_stream(
-    stream: Stream, *, target: str | None, tls: TLSOptions, token: str | None, json_lines: bool, show_steps: bool
+    stream: Stream,
+    *,
+    target: str | None,
+    tls: TLSOptions,
+    token: str | None,
+    json_lines: bool,
+    show_steps: bool,
+    interrupts: Interrupts,
 ) -> int:
     try:
         client = tls.client(target, token=token)
@@ -127,13 +188,23 @@ async def _render_stream(
         report_usage(error)
         return 2
     async with client:
-        return await render_messages(stream(client), tls=tls, json_lines=json_lines, show_steps=show_steps)
+        return await render_messages(
+            stream(client), tls=tls, json_lines=json_lines, show_steps=show_steps, on_interrupt=interrupts(client)
+        )
 
 
 async def render_messages(
-    messages: AsyncIterator[Message], *, tls: TLSOptions, json_lines: bool, show_steps: bool
+    messages: AsyncIterator[Message],
+    *,
+    tls: TLSOptions,
+    json_lines: bool,
+    show_steps: bool,
+    on_interrupt: OnInterrupt | None = None,
 ) -> int:
-    """Write a run's messages to the terminal (or as JSON lines); the exit status: 0 succeeded, 1 failed, 2 error."""
+    """Write a run's messages to the terminal (or as JSON lines); the exit status: 0 succeeded, 1 failed, 2 error.
+
+    ``on_interrupt`` is called with each pending interrupt once it is shown (the stream waits meanwhile).
+    """
     console = Console(highlight=False, soft_wrap=True)
     inline = False
     answer_shown = False
@@ -142,9 +213,12 @@ async def render_messages(
         async for message in messages:
             if isinstance(message, TaskMessage) and message.is_terminal:
                 success = message.payload.success
+            waiting = message if isinstance(message, InterruptMessage) and message.is_pending else None
             if json_lines:
                 sys.stdout.write(to_json(message) + "\n")
                 sys.stdout.flush()
+                if waiting and on_interrupt:
+                    await on_interrupt(waiting)
                 continue
             if isinstance(message, ChunkMessage):
                 answer_shown = True
@@ -157,6 +231,8 @@ async def render_messages(
                     console.out("")
                     inline = False
                 console.out(line.text, style=line.style or None)
+            if waiting and on_interrupt:  # its line was just shown: nothing is left inline
+                await on_interrupt(waiting)
     except AgentStreamError as error:
         if inline:
             console.out("")
