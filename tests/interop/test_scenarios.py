@@ -28,6 +28,7 @@ from agentstream.errors import ERRORS_BY_REASON, error_for_task
 from agentstream.messages import from_proto
 from agentstream.v1 import message_pb2 as pb
 from tests.conftest import StartServer
+from tests.interop.approval import run_approval_scenario
 from tests.support.certs import Pki
 from tests.support.fakellm import FakeLLM, default_responder
 
@@ -62,9 +63,9 @@ async def test_scenario(name: str, target: str) -> None:
     await run_scenario(SCENARIOS[name], target, Client)
 
 
-TLS_SCENARIOS = ("calculator_core", "unknown_agent", "resume")
+TLS_SCENARIOS = ("calculator_core", "unknown_agent", "resume", "approval")
 """Run again over TLS and mTLS: streaming with a tool call, an error status, a resumed subscription through
-a proxy (a second TLS handshake)."""
+a proxy (a second TLS handshake), an approval from a second connection."""
 
 
 @pytest.fixture(params=["TLS", "mTLS"])
@@ -103,6 +104,9 @@ async def run_scenario(scenario: dict[str, Any], target: str, connect: Connect) 
         return
     if "terminals" in scenario:
         check_terminal_mapping(scenario)
+        return
+    if "approval" in scenario:
+        await run_approval_scenario(scenario, target, connect)
         return
     if "session" in scenario:
         async with connect(target) as client:

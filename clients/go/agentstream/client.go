@@ -308,3 +308,20 @@ func (c *Client) DeleteSession(ctx context.Context, sessionID string) (uint32, e
 	}
 	return resp.GetDeletedTurns(), nil
 }
+
+// ResolveInterrupt answers a run waiting for a person (a message with topic "interrupt", or GetRun's
+// PendingInterrupts while its status is INPUT_REQUIRED). For a TOOL_APPROVAL interrupt, approve runs the
+// calls; rejecting makes each a failed tool result carrying message, and the model goes on. For an INPUT
+// interrupt, message is the answer. Any caller of the run's tenant may answer, through any replica. It returns
+// the run's status after the decision (RUNNING, or INPUT_REQUIRED while other interrupts wait). Errors are
+// typed: ErrInterruptNotFound (unknown run or interrupt), ErrInterruptAlreadyResolved (answered before, or
+// its approval timeout passed); match them with errors.Is.
+func (c *Client) ResolveInterrupt(ctx context.Context, runID, interruptID string, approve bool, message string) (pb.TaskStatus, error) {
+	resp, err := c.stub.ResolveInterrupt(ctx, &pb.ResolveInterruptRequest{
+		RunId: runID, InterruptId: interruptID, Approve: approve, Message: message,
+	})
+	if err != nil {
+		return pb.TaskStatus_TASK_STATUS_UNSPECIFIED, FromStatus(err)
+	}
+	return resp.GetStatus(), nil
+}

@@ -26,6 +26,7 @@ type scenario struct {
 		CutAfterEvents int `json:"cut_after_events"`
 	} `json:"resume"`
 	Terminals []json.RawMessage `json:"terminals"`
+	Approval  *approvalSpec     `json:"approval"`
 	Session   *struct {
 		Runs      []string `json:"runs"`
 		BusyInput string   `json:"busy_input"`
@@ -124,6 +125,8 @@ func TestScenarios(t *testing.T) {
 				checkTerminalMapping(t, s)
 			case s.Session != nil:
 				runSessionScenario(t, client, s)
+			case s.Approval != nil:
+				runApprovalScenario(t, target(t), s)
 			default:
 				runScenario(t, client, s)
 			}

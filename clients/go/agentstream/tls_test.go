@@ -15,9 +15,9 @@ import (
 	pb "github.com/agentstream/agentstream/clients/go/agentstreamv1"
 )
 
-// tlsScenarios run again over TLS and mTLS: streaming with a tool call, an error status, and a resumed
-// subscription through a proxy (a second TLS handshake).
-var tlsScenarios = []string{"calculator_core", "unknown_agent", "resume"}
+// tlsScenarios run again over TLS and mTLS: streaming with a tool call, an error status, a resumed
+// subscription through a proxy (a second TLS handshake), and an approval from a second connection.
+var tlsScenarios = []string{"calculator_core", "unknown_agent", "resume", "approval"}
 
 // TestScenariosOverTLS runs tlsScenarios against `make interop`'s TLS server (AGENTSTREAM_INTEROP_TLS_TARGET,
 // verified against AGENTSTREAM_INTEROP_CA) and its mTLS server (AGENTSTREAM_INTEROP_MTLS_TARGET, with the
@@ -52,9 +52,12 @@ func TestScenariosOverTLS(t *testing.T) {
 					t.Fatalf("no scenario %q", name)
 				}
 				t.Run(name, func(t *testing.T) {
-					if s.Resume != nil {
+					switch {
+					case s.Resume != nil:
 						runResumeScenario(t, client, c.address, s, agentstream.WithTLS(config))
-					} else {
+					case s.Approval != nil:
+						runApprovalScenario(t, c.address, s, agentstream.WithTLS(config))
+					default:
 						runScenario(t, client, s)
 					}
 				})

@@ -5,7 +5,7 @@ import { KEEPALIVE, traceHeaders } from "./telemetry.js";
 import type { SecureClientSessionOptions } from "node:http2";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 
-import type { Message } from "./gen/agentstream/v1/message_pb.js";
+import type { Message, TaskStatus } from "./gen/agentstream/v1/message_pb.js";
 import {
   OnDisconnect,
   RunnerService,
@@ -76,6 +76,17 @@ export interface StreamingRunOptions {
   signal?: AbortSignal;
 }
 
+export interface ResolveInterruptOptions {
+  /** The run waiting for a person (status INPUT_REQUIRED). */
+  runId: string;
+  /** The interrupt to answer: `InterruptPayload.interruptId` of the "interrupt" message, or `Run.pendingInterrupts`. */
+  interruptId: string;
+  /** TOOL_APPROVAL: true runs the calls, false makes each a failed tool result. INPUT: true answers with `message`. */
+  approve: boolean;
+  /** The answer to an INPUT question, or why the calls are rejected (the model reads it). */
+  message?: string;
+}
+
 export interface SubscribeRunOptions {
   runId: string;
   afterSeq?: bigint | number;
@@ -127,6 +138,13 @@ export interface AgentStreamClient {
   startRun(options: Omit<StreamingRunOptions, "streamingMode" | "continueOnDisconnect" | "signal">): Promise<string>;
   cancelRun(runId: string, reason?: string): Promise<CancelRunResponse>;
   getRun(runId: string): Promise<Run>;
+  /**
+   * Answer a run waiting for a person, from any caller of its tenant through any replica; resolves to the run's
+   * status after the decision (RUNNING, or INPUT_REQUIRED while other interrupts wait). Throws
+   * InterruptNotFoundError (unknown run or interrupt) or InterruptAlreadyResolvedError (answered before, or its
+   * approval timeout passed).
+   */
+  resolveInterrupt(options: ResolveInterruptOptions): Promise<TaskStatus>;
   /** Describe a conversation: its turns (oldest first), runs, times and live run; SessionNotFound when unknown. */
   getSession(sessionId: string): Promise<Session>;
   /** Forget a conversation; resolves to how many turns it held. SessionBusy while a run is live on it. */
@@ -240,6 +258,10 @@ export function createClient(options: ClientOptions): AgentStreamClient {
     },
     getRun(runId) {
       return call(raw.getRun({ runId }, { headers: headers() }));
+    },
+    async resolveInterrupt(o) {
+      const request = { runId: o.runId, interruptId: o.interruptId, approve: o.approve, message: o.message ?? "" };
+      return (await call(raw.resolveInterrupt(request, { headers: headers() }))).status;
     },
     getSession(sessionId) {
       return call(raw.getSession({ sessionId }, { headers: headers() }));

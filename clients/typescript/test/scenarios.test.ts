@@ -21,6 +21,7 @@ import {
   type ClientOptions,
   type Message,
 } from "../src/index.js";
+import { runApprovalScenario } from "./approval.js";
 import { startProxy } from "./cutting-proxy.js";
 
 const target = process.env.AGENTSTREAM_TARGET;
@@ -43,6 +44,7 @@ for (const s of scenarios) {
     if (s.resume) return runResumeScenario(client, s, target!, (address) => ({ baseUrl: `http://${address}` }));
     if (s.terminals) return checkTerminalMapping(s);
     if (s.session) return runSessionScenario(client, s);
+    if (s.approval) return runApprovalScenario(s, { baseUrl: `http://${target}` });
     return runScenario(client, s);
   });
 }
@@ -207,10 +209,10 @@ test("unknown agent lists the known ones", async () => {
   );
 });
 
-// Over TLS and mTLS (`make interop` starts those servers too): streaming with a tool call, an error status
-// and a resumed subscription through a proxy (a second TLS handshake); and mTLS refuses a client without a
-// certificate.
-const TLS_SCENARIOS = ["calculator_core", "unknown_agent", "resume"];
+// Over TLS and mTLS (`make interop` starts those servers too): streaming with a tool call, an error status,
+// a resumed subscription through a proxy (a second TLS handshake) and an approval from a second connection;
+// and mTLS refuses a client without a certificate.
+const TLS_SCENARIOS = ["calculator_core", "unknown_agent", "resume", "approval"];
 const ca = process.env.AGENTSTREAM_INTEROP_CA;
 const tlsServers = [
   { name: "TLS", address: process.env.AGENTSTREAM_INTEROP_TLS_TARGET, mtls: false },
@@ -234,6 +236,7 @@ for (const server of tlsServers) {
       if (s.resume) {
         return runResumeScenario(client, s, server.address!, (address) => tlsOptions(address, server.mtls));
       }
+      if (s.approval) return runApprovalScenario(s, tlsOptions(server.address!, server.mtls));
       return runScenario(client, s);
     });
   }
