@@ -73,6 +73,7 @@ class Settings:
     session_max_turns: int = 100
     session_max_chars: int = 200_000
     session_idle_ttl_s: float = 3600.0
+    session_max_count: int = 10_000
     metrics_port: int | None = None  # serve Prometheus /metrics on this port (0 picks one); None: no metrics
     metrics_host: str | None = None  # the interface /metrics listens on; None: the same as host
     log_format: str = "text"  # text (for a terminal) or json (one object per line)
@@ -234,6 +235,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_SESSION_MAX_TURNS": ("session_max_turns", _positive_int),
     "AGENTSTREAM_SESSION_MAX_CHARS": ("session_max_chars", _positive_int),
     "AGENTSTREAM_SESSION_TTL": ("session_idle_ttl_s", _positive_float),
+    "AGENTSTREAM_SESSION_MAX_COUNT": ("session_max_count", _positive_int),
     "AGENTSTREAM_METRICS_PORT": ("metrics_port", _non_negative_int),
     "AGENTSTREAM_METRICS_HOST": ("metrics_host", str),
     "AGENTSTREAM_LOG_FORMAT": ("log_format", str),

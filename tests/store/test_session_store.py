@@ -189,3 +189,17 @@ async def test_a_session_held_by_a_replica_that_died_is_free_one_lease_later(red
         assert [t.run_id for t in (await alive.sessions.describe("s")).turns] == ["r2", "r2"]
     finally:
         await alive.close()
+
+
+async def test_regression_the_memory_store_keeps_at_most_max_sessions_forgetting_idle_ones_first() -> None:
+    """Any caller can name new sessions: the memory store must not grow without bound until the idle TTL."""
+    sessions = MemoryStore(Retention(), SessionBounds(max_sessions=2)).sessions
+    await sessions.claim("held", "r0")  # a session with a live run is never forgotten
+    for n in range(1, 4):
+        await sessions.claim(f"s{n}", f"r{n}")
+        await sessions.release(f"s{n}", f"r{n}", [Turn(role="user", content=f"hi {n}", run_id=f"r{n}")])
+    assert (await sessions.describe("held")).live_run_id == "r0"
+    assert (await sessions.describe("s3")).turns[0].content == "hi 3"
+    for gone in ("s1", "s2"):
+        with pytest.raises(SessionNotFound):
+            await sessions.describe(gone)

@@ -14,6 +14,7 @@ async def open_store(settings: Settings) -> RunStore:
         max_turns=settings.session_max_turns,
         max_chars=settings.session_max_chars,
         idle_ttl_s=settings.session_idle_ttl_s,
+        max_sessions=settings.session_max_count,
     )
     if settings.store == "memory":
         retention = Retention(

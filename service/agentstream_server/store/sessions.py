@@ -22,6 +22,8 @@ class SessionBounds:
     max_turns: int = 100
     max_chars: int = 200_000
     idle_ttl_s: float = 3600.0
+    max_sessions: int = 10_000
+    """Memory store only: the most sessions kept; a new one past it forgets the least recently used idle one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class MemorySessions:
         """Make run_id the live run; its history (see SessionStore)."""
         session = self._lookup(tenant, session_id)
         if session is None:
+            self._make_room()
             now = time.time()
             session = self._sessions[tenant, session_id] = _Session(created_at=now, updated_at=now)
         elif session.live_run_id:
@@ -188,6 +191,16 @@ class MemorySessions:
     def _touch(self, tenant: str, session_id: str, session: _Session) -> None:
         session.idle_since = time.monotonic()
         self._sessions.move_to_end((tenant, session_id))
+
+    def _make_room(self) -> None:
+        """Below max_sessions before a new one is added: the least recently used idle sessions are forgotten (held
+        ones never are; there are at most as many as live runs)."""
+        if len(self._sessions) < self.bounds.max_sessions:
+            return
+        for key in [k for k, s in self._sessions.items() if not s.live_run_id]:
+            del self._sessions[key]
+            if len(self._sessions) < self.bounds.max_sessions:
+                return
 
     def _expire(self) -> None:
         """Forget sessions idle past the TTL, oldest first (a held one is never idle: it stops the sweep)."""
