@@ -22,10 +22,19 @@ class ScriptedGate:
     def __init__(self, *decisions: Decision) -> None:
         self.decisions = list(decisions)
         self.asked: list[tuple[Interrupt, float]] = []
+        self.opened: list[str] = []
+        self.abandoned: list[str] = []
+
+    async def open(self, interrupt: Interrupt) -> None:
+        self.opened.append(interrupt.interrupt_id)
 
     async def decide(self, interrupt: Interrupt, timeout_s: float) -> Decision:
+        assert interrupt.interrupt_id in self.opened, "an interrupt is opened before it is decided"
         self.asked.append((interrupt, timeout_s))
         return self.decisions.pop(0)
+
+    def abandon(self, interrupt_id: str) -> None:
+        self.abandoned.append(interrupt_id)
 
 
 CAREFUL = AgentSpec(
@@ -120,3 +129,19 @@ def test_bad_approval_settings_are_refused_with_a_message_that_names_them(
     with pytest.raises(AgentConfigError) as failure:
         load_agents(write(tmp_path, text))
     assert message in str(failure.value)
+
+
+async def test_regression_an_interrupt_is_open_before_its_event_is_seen_and_abandoned_if_the_run_stops() -> None:
+    """A decision sent the moment the event is read must find the interrupt (in Redis, before the mirror
+    publishes the event); a run closed at that moment must not leave it open for anyone to answer."""
+    model = ScriptedModel(tool_call(0, "calculator", json.dumps({"expression": "1+1"}), "c1"))
+    gate = ScriptedGate()
+    events = run_agent(CAREFUL, "go", model, gate=gate)
+    async for event in events:
+        if isinstance(event, Interrupt):
+            assert gate.opened == [event.interrupt_id] and not gate.abandoned
+            await events.aclose()  # the run stops while its reader holds the event
+            assert gate.abandoned == [event.interrupt_id] and not gate.asked
+            break
+    else:
+        pytest.fail("no interrupt was streamed")

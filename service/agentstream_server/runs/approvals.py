@@ -43,15 +43,25 @@ class RunGate:
         """The interrupts waiting for a decision, oldest first."""
         return tuple(interrupt for interrupt, _ in self._pending.values())
 
-    async def decide(self, interrupt: Interrupt, timeout_s: float) -> Decision:
-        """Wait for the decision on an interrupt (the run's own deadline is paused meanwhile); after timeout_s,
-        a rejection that says so. Cancelling the run cancels the wait."""
+    async def open(self, interrupt: Interrupt) -> None:
+        """Register an interrupt before anyone can see it, so a decision sent the moment its event is read
+        finds it (here, and in the run store for other replicas). The run's own deadline pauses from now on."""
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._pending[interrupt.interrupt_id] = (interrupt, future)
-        closed = False
         self._pause()
         try:
             await self._ledger.open_interrupt(self._tenant, self._run_id, interrupt, self.pending)
+        except BaseException:
+            self._pending.pop(interrupt.interrupt_id, None)
+            self._resume()
+            raise
+
+    async def decide(self, interrupt: Interrupt, timeout_s: float) -> Decision:
+        """Wait for the decision on an opened interrupt; after timeout_s, a rejection that says so. Cancelling the
+        run cancels the wait."""
+        future = self._pending[interrupt.interrupt_id][1]
+        closed = False
+        try:
             try:
                 async with asyncio.timeout(timeout_s):
                     return await future
@@ -64,21 +74,34 @@ class RunGate:
         except TimeoutError:
             return Decision(False, f"nobody decided within the approval timeout of {timeout_s:g} s")
         finally:
-            self._pending.pop(interrupt.interrupt_id, None)
-            self._resolved.add(interrupt.interrupt_id)
-            self._resume()
-            if not future.done():
-                future.cancel()
+            self._forget(interrupt.interrupt_id)
             if not closed:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():  # the run is cancelled: never wait here
-                    background = asyncio.ensure_future(self._close(interrupt.interrupt_id))
-                    self._background.add(background)
-                    background.add_done_callback(self._background.discard)
-                    background.add_done_callback(_log_failure)
+                    self._close_soon(interrupt.interrupt_id)
                 else:
                     with contextlib.suppress(Exception):  # the decision stands even if the ledger is unreachable
                         await self._close(interrupt.interrupt_id)
+
+    def abandon(self, interrupt_id: str) -> None:
+        """The run stopped between opening an interrupt and waiting for it: resolve it for good, so nobody
+        answers a run that no longer listens."""
+        if interrupt_id in self._pending:
+            self._forget(interrupt_id)
+            self._close_soon(interrupt_id)
+
+    def _forget(self, interrupt_id: str) -> None:
+        entry = self._pending.pop(interrupt_id, None)
+        self._resolved.add(interrupt_id)
+        self._resume()
+        if entry is not None and not entry[1].done():
+            entry[1].cancel()
+
+    def _close_soon(self, interrupt_id: str) -> None:
+        background = asyncio.ensure_future(self._close(interrupt_id))
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
+        background.add_done_callback(_log_failure)
 
     async def _close(self, interrupt_id: str) -> bool:
         return await self._ledger.close_interrupt(self._tenant, self._run_id, interrupt_id, self.pending)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import secrets
 import time
@@ -28,10 +29,22 @@ class Decision:
 
 
 class Gate(Protocol):
-    """Where a run waits for people: the run's executor implements it (and routes decisions to it)."""
+    """Where a run waits for people: the run's executor implements it (and routes decisions to it).
+
+    An interrupt is opened before its event is streamed (a decision may come the moment it is read), then
+    decided; abandon() ends one whose run stopped in between.
+    """
+
+    async def open(self, interrupt: Interrupt) -> None:
+        """Register an interrupt about to be streamed."""
+        ...
 
     async def decide(self, interrupt: Interrupt, timeout_s: float) -> Decision:
-        """Wait for the decision on an interrupt already streamed; after timeout_s, a rejection saying so."""
+        """Wait for the decision on an opened interrupt; after timeout_s, a rejection saying so."""
+        ...
+
+    def abandon(self, interrupt_id: str) -> None:
+        """Resolve for good an opened interrupt nobody will wait for."""
         ...
 
 
@@ -41,6 +54,8 @@ class Consultation:
 
     rejected: set[str] = field(default_factory=set)
     """Ids of calls that must not run (rejected, or answered by a person in place of a tool)."""
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    """By interrupt id."""
 
 
 def ask_user_tool() -> Tool:
@@ -74,9 +89,10 @@ async def consult(
     if approvals:
         names = ", ".join(f"{c.tool_name}({_arguments(c)})" for c in approvals)
         interrupt = _interrupt(InterruptKind.TOOL_APPROVAL, spec, approvals, f"approve {names}?")
-        yield interrupt
-        decision = await _decide(gate, interrupt, spec)
-        yield _resolved(interrupt, decision)
+        async with contextlib.aclosing(_ask(gate, interrupt, spec, into)) as asking:
+            async for event in asking:
+                yield event
+        decision = into.decisions[interrupt.interrupt_id]
         if not decision.approved:
             why = decision.message or "no reason given"
             for call in approvals:
@@ -89,19 +105,33 @@ async def consult(
             yield _result(call, "call ask_user with a non-empty string parameter 'question'", is_error=True)
             continue
         interrupt = _interrupt(InterruptKind.INPUT, spec, (call,), question[:MAX_QUESTION_CHARS])
-        yield interrupt
-        decision = await _decide(gate, interrupt, spec)
-        yield _resolved(interrupt, decision)
+        async with contextlib.aclosing(_ask(gate, interrupt, spec, into)) as asking:
+            async for event in asking:
+                yield event
+        decision = into.decisions[interrupt.interrupt_id]
         if decision.approved:
             yield _result(call, decision.message, is_error=False)
         else:
             yield _result(call, f"the user did not answer: {decision.message or 'no reason given'}", is_error=True)
 
 
-async def _decide(gate: Gate | None, interrupt: Interrupt, spec: AgentSpec) -> Decision:
+async def _ask(
+    gate: Gate | None, interrupt: Interrupt, spec: AgentSpec, into: Consultation
+) -> AsyncGenerator[Interrupt, None]:
+    """Open the interrupt, stream it, wait for the decision (kept in ``into``), stream the resolution."""
     if gate is None:
-        return Decision(False, "nobody can answer: this run has no way to reach a person")
-    return await gate.decide(interrupt, spec.approval_timeout_s)
+        decision = Decision(False, "nobody can answer: this run has no way to reach a person")
+        yield interrupt
+    else:
+        await gate.open(interrupt)
+        try:
+            yield interrupt
+        except BaseException:  # the run stopped while its reader took the event
+            gate.abandon(interrupt.interrupt_id)
+            raise
+        decision = await gate.decide(interrupt, spec.approval_timeout_s)
+    into.decisions[interrupt.interrupt_id] = decision
+    yield _resolved(interrupt, decision)
 
 
 def _interrupt(kind: InterruptKind, spec: AgentSpec, calls: tuple[Action, ...], question: str) -> Interrupt:
