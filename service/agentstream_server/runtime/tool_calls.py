@@ -126,7 +126,9 @@ async def _call_one(
     agent_name = caller.agent_tools.get(action.tool_name)
     nested: _NestedRun | None = None
     is_error = True
-    timeout_s = caller.spec.timeout_for(action.tool_name)
+    timeout_s: float | None = caller.spec.timeout_for(action.tool_name)
+    if agent_name is not None and action.tool_name not in caller.spec.tool_timeouts:
+        timeout_s = None  # a nested agent is bounded by the run's time limit, which pauses while people decide
     if tool is None and agent_name is None:
         offered = sorted([*tools, *caller.agent_tools])
         content = f"unknown tool {action.tool_name!r}; available tools: {', '.join(offered) or 'none'}"
@@ -147,7 +149,7 @@ async def _call_one(
             raise
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
-                content = f"tool {action.tool_name} did not finish within {timeout_s:g} s"
+                content = f"tool {action.tool_name} did not finish within {timeout_s or 0:g} s"
             elif isinstance(exc, AgentStreamError):
                 content = _bounded(f"agent {agent_name} failed: {exc.message}")
             elif isinstance(exc, ToolFailure):  # the tool's own error result (an MCP isError): told as it is
