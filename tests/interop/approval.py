@@ -16,13 +16,8 @@ from agentstream import (
     InterruptMessage,
     Message,
     StreamingMode,
-    TaskMessage,
-    ToolResultMessage,
 )
-
-
-def check_error(error: AgentStreamError, expected: dict[str, str]) -> None:
-    assert (error.code.name, error.reason) == (expected["code"], expected["reason"])
+from tests.interop.checks import check_error, check_stream
 
 
 async def run_approval_scenario(scenario: dict[str, Any], target: str, connect: Callable[[str], Client]) -> None:
@@ -66,15 +61,4 @@ async def run_variant(scenario: dict[str, Any], variant: dict[str, Any], streami
     resolved = next(m for m in messages if isinstance(m, InterruptMessage) and not m.is_pending).payload
     assert (resolved.interrupt_id, resolved.resolved) == (interrupt.interrupt_id, True)
     assert {"approved": resolved.approved, "message": resolved.message} == expect["resolved"]
-    results = [
-        {"tool_name": m.payload.tool_name, "content": m.payload.content, "is_error": m.payload.is_error}
-        for m in messages
-        if isinstance(m, ToolResultMessage)
-    ]
-    assert results == expect["tool_results"]
-    terminal = messages[-1]
-    assert isinstance(terminal, TaskMessage) and terminal.is_terminal
-    want = expect["terminal"]
-    assert (terminal.payload.status.name, terminal.payload.success) == (want["status"], want["success"])
-    assert terminal.payload.answer == want["answer"]
-    assert [m.seq for m in messages] == sorted({m.seq for m in messages}), "seq must strictly increase"
+    check_stream(messages, expect)  # the tool results, the terminal, seq order

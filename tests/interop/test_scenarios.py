@@ -17,18 +17,16 @@ from agentstream import (
     AgentStreamError,
     ChunkMessage,
     Client,
-    GroupMessage,
     StreamingMode,
     TaskMessage,
     TaskStatus,
-    ToolMessage,
-    ToolResultMessage,
 )
 from agentstream.errors import ERRORS_BY_REASON, error_for_task
 from agentstream.messages import from_proto
 from agentstream.v1 import message_pb2 as pb
 from tests.conftest import StartServer
 from tests.interop.approval import run_approval_scenario
+from tests.interop.checks import check_error, check_stream
 from tests.support.certs import Pki
 from tests.support.fakellm import FakeLLM, default_responder
 
@@ -141,38 +139,6 @@ async def run_scenario(scenario: dict[str, Any], target: str, connect: Connect) 
     check_stream(messages, expect)
 
 
-def check_stream(messages: list[Any], expect: dict[str, Any]) -> None:
-    if "categories" in expect:
-        assert [m.category for m in messages] == expect["categories"]
-    if "chunk_text" in expect:
-        assert "".join(m.payload.content for m in messages if isinstance(m, ChunkMessage)) == expect["chunk_text"]
-    if "tool_calls" in expect:
-        calls = [
-            {"tool_name": a.tool_name, "params": a.params}
-            for m in messages
-            if isinstance(m, ToolMessage)
-            for a in m.payload
-        ]
-        assert calls == expect["tool_calls"]
-    if "nesting" in expect:
-        check_nesting(messages, expect["nesting"])
-    if "tool_results" in expect:
-        results = [
-            {"tool_name": m.payload.tool_name, "content": m.payload.content, "is_error": m.payload.is_error}
-            for m in messages
-            if isinstance(m, ToolResultMessage)
-        ]
-        assert results == expect["tool_results"]
-    terminal = messages[-1]
-    assert isinstance(terminal, TaskMessage)
-    assert terminal.is_terminal
-    assert terminal.payload.status.name == expect["terminal"]["status"]
-    assert terminal.payload.success == expect["terminal"]["success"]
-    if "answer" in expect["terminal"]:
-        assert terminal.payload.answer == expect["terminal"]["answer"]
-    assert [m.seq for m in messages] == sorted({m.seq for m in messages}), "seq must strictly increase"
-
-
 class CuttingProxy:
     """A TCP proxy to the server whose cut() drops every connection it carries (it keeps accepting new ones)."""
 
@@ -241,18 +207,6 @@ async def run_resume_scenario(scenario: dict[str, Any], target: str, connect: Co
     check_stream(messages, expect)
 
 
-def check_nesting(messages: list[Any], nesting: dict[str, Any]) -> None:
-    """Depth of every message; nested ones name their caller and the tool call that started them."""
-    assert [m.depth for m in messages] == nesting["depths"]
-    call_id = next(m for m in messages if isinstance(m, ToolMessage)).payload[0].tool_call_id
-    nested = [m for m in messages if m.depth > 0]
-    assert {(m.caller, m.parent_tool_call_id) for m in nested} == {(nesting["caller"], call_id)}
-    assert {m.sender for m in nested if m.category in ("chunk", "agent")} == {nesting["sender"]}
-    groups = [m for m in messages if isinstance(m, GroupMessage)]
-    assert [m.topic for m in groups] == nesting["groups"]
-    assert {m.payload.tool_call_id for m in groups} == {call_id}
-
-
 def check_terminal_mapping(scenario: dict[str, Any]) -> None:
     """Each terminal message of the scenario decodes and maps to the typed error of its reason."""
     expect = scenario["expect"]
@@ -264,10 +218,6 @@ def check_terminal_mapping(scenario: dict[str, Any]) -> None:
         error = error_for_task(message.payload)
         assert type(error) is ERRORS_BY_REASON[expect["error"]["reason"]]
         assert (error.code.name, error.reason) == (expect["error"]["code"], expect["error"]["reason"])
-
-
-def check_error(error: AgentStreamError, expected: dict[str, str]) -> None:
-    assert (error.code.name, error.reason) == (expected["code"], expected["reason"])
 
 
 async def run_session_scenario(scenario: dict[str, Any], client: Client) -> None:

@@ -35,11 +35,7 @@ type approvalSpec struct {
 				Message  string `json:"message"`
 			} `json:"resolved"`
 			ToolResults []map[string]any `json:"tool_results"`
-			Terminal    struct {
-				Status  string `json:"status"`
-				Success bool   `json:"success"`
-				Answer  string `json:"answer"`
-			} `json:"terminal"`
+			Terminal    wantTerminal     `json:"terminal"`
 		} `json:"expect"`
 	} `json:"variants"`
 }
@@ -72,7 +68,6 @@ func runApprovalScenario(t *testing.T, address string, s scenario, opts ...grpc.
 			}
 			want := variant.Expect
 			var topics []string
-			var results []map[string]any
 			var resolved *pb.InterruptPayload
 			for _, m := range messages {
 				if m.GetTopic() != "chunk" {
@@ -80,9 +75,6 @@ func runApprovalScenario(t *testing.T, address string, s scenario, opts ...grpc.
 				}
 				if m.GetTopic() == "interrupt_resolved" {
 					resolved = m.GetInterrupt()
-				}
-				if r := m.GetToolResult(); r != nil {
-					results = append(results, map[string]any{"tool_name": r.GetToolName(), "content": r.GetContent(), "is_error": r.GetIsError()})
 				}
 			}
 			if !reflect.DeepEqual(topics, want.Topics) {
@@ -92,14 +84,11 @@ func runApprovalScenario(t *testing.T, address string, s scenario, opts ...grpc.
 				resolved.GetApproved() != want.Resolved.Approved || resolved.GetMessage() != want.Resolved.Message {
 				t.Fatalf("resolved %v, want %+v for %s", resolved, want.Resolved, waiting.GetInterruptId())
 			}
-			if !reflect.DeepEqual(results, want.ToolResults) {
-				t.Fatalf("tool results %v, want %v", results, want.ToolResults)
-			}
-			task := messages[len(messages)-1].GetTask()
-			if got := strings.TrimPrefix(task.GetStatus().String(), "TASK_STATUS_"); got != want.Terminal.Status ||
-				task.GetSuccess() != want.Terminal.Success || task.GetAnswer() != want.Terminal.Answer {
-				t.Fatalf("terminal %s %v %q, want %+v", got, task.GetSuccess(), task.GetAnswer(), want.Terminal)
-			}
+			// The tool results, the terminal and seq order, checked as for every other scenario.
+			var expected scenario
+			expected.Expect.ToolResults = want.ToolResults
+			expected.Expect.Terminal = &want.Terminal
+			checkStream(t, expected, messages)
 		})
 	}
 }

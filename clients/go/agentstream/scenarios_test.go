@@ -16,6 +16,13 @@ import (
 	pb "github.com/agentstream/agentstream/clients/go/agentstreamv1"
 )
 
+// wantTerminal is a scenario's expected terminal message (an unset answer is not checked).
+type wantTerminal struct {
+	Status  string  `json:"status"`
+	Success bool    `json:"success"`
+	Answer  *string `json:"answer"`
+}
+
 type scenario struct {
 	Name              string          `json:"name"`
 	Input             string          `json:"input"`
@@ -50,12 +57,8 @@ type scenario struct {
 			Sender string   `json:"sender"`
 			Groups []string `json:"groups"`
 		} `json:"nesting"`
-		Terminal *struct {
-			Status  string  `json:"status"`
-			Success bool    `json:"success"`
-			Answer  *string `json:"answer"`
-		} `json:"terminal"`
-		Error *struct {
+		Terminal *wantTerminal `json:"terminal"`
+		Error    *struct {
 			Code   string `json:"code"`
 			Reason string `json:"reason"`
 			Field  string `json:"field"`

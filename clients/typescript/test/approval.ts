@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 
 import {
-  AgentStreamError,
   createClient,
   InterruptAlreadyResolvedError,
   InterruptKind,
@@ -16,24 +15,7 @@ import {
   type ClientOptions,
   type Message,
 } from "../src/index.js";
-
-type Scenario = any;
-
-function checkError(error: unknown, want: { code: string; reason: string }): AgentStreamError {
-  assert.ok(error instanceof AgentStreamError, `not an AgentStreamError: ${error}`);
-  assert.equal(error.codeName, want.code);
-  assert.equal(error.reason, want.reason);
-  return error;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected the call to fail");
-}
+import { checkError, checkTerminal, rejection, toolResults, type Scenario } from "./checks.js";
 
 /** Each variant on a fresh run; `options` connects a client (each createClient opens its own connection). */
 export async function runApprovalScenario(s: Scenario, options: ClientOptions) {
@@ -93,16 +75,6 @@ async function runVariant(s: Scenario, variant: Scenario, streaming: AgentStream
   assert.equal(decision.interruptId, interruptId);
   assert.ok(decision.resolved);
   assert.deepEqual({ approved: decision.approved, message: decision.message }, want.resolved);
-  const results = messages.flatMap((m) =>
-    m.payload.case === "toolResult"
-      ? [{ tool_name: m.payload.value.toolName, content: m.payload.value.content, is_error: m.payload.value.isError }]
-      : [],
-  );
-  assert.deepEqual(results, want.tool_results);
-  const last = messages.at(-1)!;
-  assert.ok(last.payload.case === "task");
-  assert.equal(TaskStatus[last.payload.value.status], want.terminal.status);
-  assert.equal(last.payload.value.success, want.terminal.success);
-  assert.equal(last.payload.value.answer, want.terminal.answer);
-  for (let i = 1; i < messages.length; i++) assert.ok(messages[i].seq > messages[i - 1].seq, "seq must increase");
+  assert.deepEqual(toolResults(messages), want.tool_results);
+  checkTerminal(messages, want);
 }

@@ -22,6 +22,7 @@ import {
   type Message,
 } from "../src/index.js";
 import { runApprovalScenario } from "./approval.js";
+import { checkError, checkTerminal, rejection, toolResults, type Scenario } from "./checks.js";
 import { startProxy } from "./cutting-proxy.js";
 
 const target = process.env.AGENTSTREAM_TARGET;
@@ -99,14 +100,7 @@ async function runScenario(client: AgentStreamClient, s: Scenario) {
     );
     assert.deepEqual(calls, expect.tool_calls);
   }
-  if (expect.tool_results) {
-    const results = messages.flatMap((m) =>
-      m.payload.case === "toolResult"
-        ? [{ tool_name: m.payload.value.toolName, content: m.payload.value.content, is_error: m.payload.value.isError }]
-        : [],
-    );
-    assert.deepEqual(results, expect.tool_results);
-  }
+  if (expect.tool_results) assert.deepEqual(toolResults(messages), expect.tool_results);
   if (expect.nesting) checkNesting(messages, expect.nesting);
   checkTerminal(messages, expect);
 }
@@ -134,19 +128,6 @@ function checkNesting(messages: Message[], nesting: Scenario) {
   for (const m of groups) if (m.payload.case === "group") assert.equal(m.payload.value.toolCallId, callId);
 }
 
-type Scenario = any;
-
-function checkTerminal(messages: Message[], expect: Scenario) {
-  const last = messages.at(-1)!;
-  assert.equal(last.topic, TASK_RESPONSE_TOPIC);
-  assert.equal(last.payload.case, "task");
-  if (last.payload.case === "task") {
-    assert.equal(statusName(last.payload.value.status), expect.terminal.status);
-    assert.equal(last.payload.value.success, expect.terminal.success);
-    if (expect.terminal.answer !== undefined) assert.equal(last.payload.value.answer, expect.terminal.answer);
-  }
-  for (let i = 1; i < messages.length; i++) assert.ok(messages[i].seq > messages[i - 1].seq, "seq must increase");
-}
 
 /**
  * Subscribe with resume through a proxy to upstream and cut it mid-run: every event exactly once.
@@ -259,22 +240,6 @@ test("mTLS refuses a client without a certificate", needsTls, async () => {
   );
 });
 
-function checkWantError(error: unknown, want: { code: string; reason: string }): AgentStreamError {
-  assert.ok(error instanceof AgentStreamError, `not an AgentStreamError: ${error}`);
-  assert.equal(error.codeName, want.code);
-  assert.equal(error.reason, want.reason);
-  return error;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected the call to fail");
-}
-
 /** A conversation across runs, then GetSession, a busy session, DeleteSession and an unknown session. */
 async function runSessionScenario(client: AgentStreamClient, s: Scenario) {
   const want = s.expect.session;
@@ -297,10 +262,10 @@ async function runSessionScenario(client: AgentStreamClient, s: Scenario) {
     for await (const _ of client.streamingRun({ input: "again", sessionId })) void _;
   };
   for (const call of [busyRun, () => client.deleteSession(sessionId)]) {
-    assert.equal(checkWantError(await rejection(call()), want.busy).metadata.run_id, live);
+    assert.equal(checkError(await rejection(call()), want.busy).metadata.run_id, live);
   }
   await client.cancelRun(live, "scenario");
   assert.equal(await client.deleteSession(sessionId), want.deleted_turns);
-  checkWantError(await rejection(client.getSession(sessionId)), want.unknown);
-  checkWantError(await rejection(client.deleteSession(sessionId)), want.unknown);
+  checkError(await rejection(client.getSession(sessionId)), want.unknown);
+  checkError(await rejection(client.deleteSession(sessionId)), want.unknown);
 }
