@@ -123,21 +123,6 @@ class RunGate:
         return TaskStatus.INPUT_REQUIRED if waiting else TaskStatus.RUNNING
 
 
-class NoLedger:
-    """For a run nobody else can reach (tests of the runtime alone): interrupts are recorded nowhere."""
-
-    async def open_interrupt(
-        self, tenant: str, run_id: str, interrupt: Interrupt, pending: tuple[Interrupt, ...]
-    ) -> None:
-        """Nothing to record."""
-
-    async def close_interrupt(
-        self, tenant: str, run_id: str, interrupt_id: str, pending: tuple[Interrupt, ...]
-    ) -> bool:
-        """Nobody else can have resolved it."""
-        return True
-
-
 def _log_failure(task: asyncio.Future[bool]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("could not record an interrupt as resolved: %s", task.exception())

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from agentstream_server.errors import AgentStreamError, InternalError, RunCancelled, RunTimedOut
 from agentstream_server.observability.spans import RunObservation
-from agentstream_server.runs.approvals import NoLedger, RunGate
+from agentstream_server.runs.approvals import RunGate
 from agentstream_server.runs.conversation import Conversation
 from agentstream_server.runs.request import ValidRunRequest
 from agentstream_server.runtime.agents import AgentSpec
@@ -50,13 +50,13 @@ class Run:
         run_id: str,
         timeout_s: float,
         *,
+        ledger: InterruptLedger,
         max_unread: int,
         max_retained: int,
         chunk_window_ms: int = 0,
         paced: bool = True,
         created_at: float | None = None,
         tenant: str = "",
-        ledger: InterruptLedger | None = None,
         conversation: Conversation | None = None,
     ) -> None:
         """``ledger``: where the run's interrupts are recorded so any replica can resolve them (the store).
@@ -79,7 +79,7 @@ class Run:
         self._deadline: asyncio.Timeout | None = None
         self._waiting = 0
         self._remaining_s: float | None = None
-        self.gate = RunGate(run_id, tenant, ledger or NoLedger(), self._pause_deadline, self._resume_deadline)
+        self.gate = RunGate(run_id, tenant, ledger, self._pause_deadline, self._resume_deadline)
         """Where the run's agents wait for people (approvals, questions)."""
 
     def info(self) -> RunInfo:
