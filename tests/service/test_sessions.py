@@ -14,6 +14,7 @@ from agentstream.v1 import runner_service_pb2 as rpb
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
 from tests.conftest import StartServer
 from tests.service.helpers import collect, error_details, request, terminal_of
+from tests.service.test_several_agents import TEAM_TOML
 from tests.support.fakellm import FakeLLM, Stall, Text, ToolCalls
 
 
@@ -223,22 +224,6 @@ async def test_a_session_started_on_one_replica_continues_on_another(
         assert [m["content"] for m in fake_llm.requests[2]["messages"][1:]] == [
             "My name is Ada.", "Hello Ada.", "wait", "And my name?"
         ]  # fmt: skip
-
-
-TEAM_TOML = """
-default = "triage"
-
-[agents.triage]
-instructions = "Route the user."
-handoffs = ["billing"]
-agent_tools = ["researcher"]
-
-[agents.billing]
-instructions = "You handle invoices."
-
-[agents.researcher]
-instructions = "You look things up."
-"""
 
 
 async def test_a_session_keeps_the_top_level_conversation_not_nested_agents(
