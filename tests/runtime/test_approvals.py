@@ -156,27 +156,26 @@ class SlowGate(ScriptedGate):
         return await super().decide(interrupt, timeout_s)
 
 
+async def parent_result_asking_careful(parent: AgentSpec, gate: ScriptedGate) -> ToolResult:
+    """Run ``parent``, which asks CAREFUL (whose calculator call waits for ``gate``); the result of that ask."""
+    models = {
+        "parent": ScriptedModel(tool_call(0, "careful", json.dumps({"input": "2*3"}), "p1"), answer("done")),
+        "careful": ScriptedModel(tool_call(0, "calculator", json.dumps({"expression": "2*3"}), "c1"), answer("6")),
+    }
+    team = team_of(models, parent, CAREFUL)
+    items = [i async for i in run_agent(parent, "go", models["parent"], team=team, gate=gate)]
+    return next(i for i in items if isinstance(i, ToolResult) and i.tool_call_id == "p1")
+
+
 async def test_regression_a_nested_agent_waiting_for_a_person_outlasts_the_callers_tool_timeout() -> None:
     """An agent tool has no tool timeout of its own (unless tool_timeouts names it): the run's time limit bounds it,
     and that pauses while people decide; a 60 s default would cut every approval inside a nested agent short."""
     parent = AgentSpec(name="parent", instructions="", agent_tools=("careful",), tool_timeout_s=0.1)
-    models = {
-        "parent": ScriptedModel(tool_call(0, "careful", json.dumps({"input": "2*3"}), "p1"), answer("6")),
-        "careful": ScriptedModel(tool_call(0, "calculator", json.dumps({"expression": "2*3"}), "c1"), answer("6")),
-    }
-    items = [i async for i in run_agent(parent, "go", models["parent"], team=team_of(models, parent, CAREFUL),
-                                        gate=SlowGate(Decision(True)))]  # fmt: skip
-    result = next(i for i in items if isinstance(i, ToolResult) and i.tool_call_id == "p1")
+    result = await parent_result_asking_careful(parent, SlowGate(Decision(True)))
     assert (result.content, result.is_error) == ("6", False)
 
 
 async def test_tool_timeouts_naming_an_agent_tool_still_bound_it() -> None:
     parent = AgentSpec(name="parent", instructions="", agent_tools=("careful",), tool_timeouts={"careful": 0.1})
-    models = {
-        "parent": ScriptedModel(tool_call(0, "careful", json.dumps({"input": "2*3"}), "p1"), answer("gave up")),
-        "careful": ScriptedModel(tool_call(0, "calculator", json.dumps({"expression": "2*3"}), "c1"), answer("6")),
-    }
-    items = [i async for i in run_agent(parent, "go", models["parent"], team=team_of(models, parent, CAREFUL),
-                                        gate=SlowGate(Decision(True)))]  # fmt: skip
-    result = next(i for i in items if isinstance(i, ToolResult) and i.tool_call_id == "p1")
+    result = await parent_result_asking_careful(parent, SlowGate(Decision(True)))
     assert result.is_error and "did not finish within 0.1 s" in result.content
