@@ -195,12 +195,17 @@ class MemorySessions:
     def _make_room(self) -> None:
         """Below max_sessions before a new one is added: the least recently used idle sessions are forgotten (held
         ones never are; there are at most as many as live runs)."""
-        if len(self._sessions) < self.bounds.max_sessions:
+        surplus = len(self._sessions) - self.bounds.max_sessions + 1
+        if surplus <= 0:
             return
-        for key in [k for k, s in self._sessions.items() if not s.live_run_id]:
+        idle: list[tuple[str, str]] = []
+        for key, session in self._sessions.items():  # least recently changed first: usually the first one goes
+            if not session.live_run_id:
+                idle.append(key)
+                if len(idle) == surplus:
+                    break
+        for key in idle:
             del self._sessions[key]
-            if len(self._sessions) < self.bounds.max_sessions:
-                return
 
     def _expire(self) -> None:
         """Forget sessions idle past the TTL, oldest first (a held one is never idle: it stops the sweep)."""
