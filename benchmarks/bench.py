@@ -53,6 +53,8 @@ class Sizes:
     auth_calls: int
     held_runs: int
     idle_subscribers: int
+    paced_tokens: int
+    paced_rounds: int
 
 
 FULL = Sizes(
@@ -69,8 +71,10 @@ FULL = Sizes(
     5_000,
     1_000,
     10_000,
+    5_000,
+    10,
 )
-QUICK = Sizes(2_000, 2_000, 1, 10, (20, 50), 10, 20.0, 20_000, 1.0, 100, 200, 20, 100)
+QUICK = Sizes(2_000, 2_000, 1, 10, (20, 50), 10, 20.0, 20_000, 1.0, 100, 200, 20, 100, 200, 2)
 
 
 def table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
@@ -693,8 +697,8 @@ async def main() -> None:
             await redis_versus_memory(llm_url, sizes)
         if "11" in only:
             await nested_agent_cost(llm_url, sizes.tokens, sizes.repeats, process, cpu_seconds, table)
-        if "14" in only:
-            await observability_cost(llm_url, sizes.tokens, sizes.repeats, process, cpu_seconds, stream_tokens, table)
+    if "14" in only:
+        await observability_cost(sizes.paced_tokens, sizes.paced_rounds, process, cpu_seconds, table)
     if only & {"5", "12"}:
         await concurrency(sizes)
     if "13" in only:
