@@ -31,7 +31,7 @@ server=$!
 pids+=($server)
 target=$(wait_for "$out/server.log")
 benchmarks/loadgen/bin/loadgen -target "$target" -streams 10 -tokens 5 -rate 50 >/dev/null  # warm up
-.venv/bin/py-spy record --pid "$server" --rate 200 ${PYSPY_ARGS:---nonblocking} --format raw --output "$out/profile.txt" >/dev/null 2>&1 &
+.venv/bin/py-spy record --pid "$server" --rate ${PYSPY_RATE:-200} ${PYSPY_ARGS:---nonblocking} --format raw --output "$out/profile.txt" >/dev/null 2>&1 &
 spy=$!
 sleep 1
 benchmarks/loadgen/bin/loadgen -target "$target" -streams "$streams" -tokens "$tokens" -rate "$rate" | tee "$out/loadgen.json"

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentstream.v1 import runner_service_pb2_grpc as rpb_grpc
-from agentstream_server.observability.logs import ContextFilter, configure_logging, json_formatter
+from agentstream_server.observability.logs import CHATTY_HTTP_LOGGERS, ContextFilter, configure_logging, json_formatter
 from tests.conftest import StartServer
 from tests.observability.conftest import by_name, span_id, trace_id
 from tests.service.helpers import request, terminal_of
@@ -83,3 +83,21 @@ def test_configure_logging_json_writes_one_object_per_line_and_text_stays_the_de
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+@pytest.mark.parametrize(("level", "written"), [("info", False), ("debug", True)])
+def test_http_request_lines_are_written_only_at_debug(level: str, written: bool) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        out = io.StringIO()
+        configure_logging(level, stream=out)
+        logging.getLogger("httpx2").info("HTTP Request: POST http://llm/v1/chat/completions 200 OK")
+        logging.getLogger("httpx2").warning("a warning still shows")
+        assert ("HTTP Request" in out.getvalue()) is written
+        assert "a warning still shows" in out.getvalue()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in CHATTY_HTTP_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)

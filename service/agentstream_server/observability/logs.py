@@ -50,6 +50,10 @@ def json_formatter(static: dict[str, object] | None = None) -> logging.Formatter
     )
 
 
+CHATTY_HTTP_LOGGERS = ("httpx", "httpx2")
+"""Loggers that write a line per HTTP request at INFO (the LLM and MCP clients' HTTP libraries)."""
+
+
 def configure_logging(
     level: str,
     log_format: str = "text",
@@ -72,3 +76,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The HTTP clients log every request at INFO: one more line per LLM call than the run's own, formatted
+    # and written on the event loop. Kept for --log-level debug; at any other level only their warnings.
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in CHATTY_HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
