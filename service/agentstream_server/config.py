@@ -51,6 +51,7 @@ class Settings:
     max_loop_lag_ms: float = 250.0  # refuse new runs while the event loop runs this far behind (runs/load.py)
     max_streams_per_connection: int = 128
     max_concurrent_rpcs: int = 4096
+    call_queue_timeout_s: int = 600  # how long gRPC core holds a call the server has not taken up yet
     keepalive_time_s: float = 60.0
     min_client_ping_interval_s: float = 10.0
     max_connection_idle_s: float = 300.0
@@ -213,6 +214,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTSTREAM_MAX_LOOP_LAG_MS": ("max_loop_lag_ms", _non_negative_float),
     "AGENTSTREAM_MAX_STREAMS_PER_CONNECTION": ("max_streams_per_connection", _positive_int),
     "AGENTSTREAM_MAX_CONCURRENT_RPCS": ("max_concurrent_rpcs", _positive_int),
+    "AGENTSTREAM_CALL_QUEUE_TIMEOUT": ("call_queue_timeout_s", _positive_int),
     "AGENTSTREAM_KEEPALIVE_TIME": ("keepalive_time_s", _positive_float),
     "AGENTSTREAM_MIN_CLIENT_PING_INTERVAL": ("min_client_ping_interval_s", _non_negative_float),
     "AGENTSTREAM_MAX_CONNECTION_IDLE": ("max_connection_idle_s", _positive_float),

@@ -65,3 +65,38 @@ async def test_the_lag_limit_can_be_switched_off() -> None:
     lag.check()  # never refuses
     assert not lag.overloaded
     lag.stop()
+
+
+def get_runs_meanwhile(port: int, calls: int, pause_s: float) -> list[grpc.StatusCode]:
+    """From another thread: `calls` GetRun calls at once (for runs that do not exist), `calls` more after
+    `pause_s` (core looks for calls held too long when new ones come in); the codes they all end with."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = rpb_grpc.RunnerServiceStub(channel)
+        pending = [stub.GetRun.future(rpb.GetRunRequest(run_id=f"first{i}"), timeout=30) for i in range(calls)]
+        time.sleep(pause_s)
+        pending += [stub.GetRun.future(rpb.GetRunRequest(run_id=f"later{i}"), timeout=30) for i in range(calls)]
+        codes = []
+        for call in pending:
+            try:
+                call.result()
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+        return codes
+
+
+async def calls_made_while_the_loop_is_blocked(port: int) -> list[grpc.StatusCode]:
+    """Calls sent while the server's event loop cannot take them up (gRPC core holds them meanwhile)."""
+    calls = asyncio.ensure_future(asyncio.to_thread(get_runs_meanwhile, port, 4, 1.5))
+    await asyncio.sleep(0.3)  # the thread's channel connects and sends
+    time.sleep(2.5)  # noqa: ASYNC251 - blocking the loop is the point
+    return await calls
+
+
+async def test_calls_held_in_grpc_core_past_its_30_s_default_are_answered_not_cancelled(start: StartServer) -> None:
+    # The queue timeout is what core honours: set short, calls held past it end CANCELLED, unseen by the server
+    short = await start(call_queue_timeout_s=1)
+    assert grpc.StatusCode.CANCELLED in await calls_made_while_the_loop_is_blocked(short.port)
+    # ... while with the default every held call is taken up once the loop is free, and answered.
+    default = await start()
+    assert await calls_made_while_the_loop_is_blocked(default.port) == [grpc.StatusCode.NOT_FOUND] * 8

@@ -191,6 +191,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # gets a clear RESOURCE_EXHAUSTED (TOO_MANY_RUNS, or the concurrent-RPC bound) it can act on.
         ("grpc.server.max_pending_requests", settings.max_concurrent_rpcs * 4),
         ("grpc.server.max_pending_requests_hard_limit", settings.max_concurrent_rpcs * 8),
+        # Core also cancels, with a bare CANCELLED, a call it has held unclaimed for 30 s (the default): under a
+        # burst the event loop takes calls up more slowly than they come. Held longer, each one is taken up and
+        # gets an answer: its run, or TOO_MANY_RUNS with a retry hint while the server is overloaded.
+        ("grpc.server_max_unrequested_time_in_server", settings.call_queue_timeout_s),
     ]
 
 
