@@ -369,12 +369,21 @@ class Load:
         return (errors + (f", {incomplete} incomplete" if incomplete else "")) or "0"
 
 
+def connections(streams: int) -> int:
+    """HTTP/2 connections the load generator spreads `streams` over: one per STREAMS_PER_CONNECTION, so that
+    `--workers` (SO_REUSEPORT balances connections, not calls) has enough of them to balance."""
+    return max(1, -(-streams // STREAMS_PER_CONNECTION))
+
+
+STREAMS_PER_CONNECTION = 25
+
+
 async def load(loadgen: Path, target: str, server_pid: int, streams: int, sizes: Sizes) -> Load:
     """Run the Go load generator: `streams` StreamingRun calls of stamped tokens at the paced rate."""
     cpu_before = tree_cpu_seconds(server_pid)
     proc = await asyncio.create_subprocess_exec(
         str(loadgen / "loadgen"), "-target", target, "-streams", str(streams),
-        "-tokens", str(sizes.concurrent_tokens), "-rate", f"{sizes.rate:g}",
+        "-tokens", str(sizes.concurrent_tokens), "-rate", f"{sizes.rate:g}", "-conns", str(connections(streams)),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await proc.communicate()
@@ -444,8 +453,8 @@ async def concurrency(sizes: Sizes) -> None:
                 if failed is None:
                     passed, failed = (streams, None) if keeps_up(ours, raw) else (passed, streams)
         table(
-            f"5. Concurrency: Go load generator, N streams x {sizes.concurrent_tokens} tokens at {sizes.rate:g} tok/s "
-            "(baseline: raw grpc.aio, same schedule)",
+            f"5. Concurrency: Go load generator, N streams x {sizes.concurrent_tokens} tokens at {sizes.rate:g} tok/s, "
+            f"{STREAMS_PER_CONNECTION} streams per connection (baseline: raw grpc.aio, same schedule)",
             rows,
         )
         print(f"  knee: {knee_text(passed, failed, levels)} (first level below 0.9x the raw events/s, or with errors)")
