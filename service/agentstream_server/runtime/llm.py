@@ -18,8 +18,8 @@ from agentstream_server.errors import LLMUpstreamError
 from agentstream_server.observability.spans import trace_headers
 from agentstream_server.redact import RedactingFilter, redact_text, redact_url, url_secrets
 from agentstream_server.runtime.chunks import chunk_deltas, parse_chunk
+from agentstream_server.runtime.h1 import H1Transport
 from agentstream_server.runtime.model import Finish, LLMDelta
-from agentstream_server.runtime.upstream import ShardedTransport
 
 MAX_SSE_LINE_BYTES = 8 * 1024 * 1024
 """The longest SSE line accepted: an endpoint that never sends a newline cannot make us buffer without bound."""
@@ -47,9 +47,9 @@ def make_openai_client(
     """An AsyncOpenAI client for any OpenAI-compatible endpoint; its secrets are masked in the HTTP client's log.
 
     ``max_connections``: connections kept open to the endpoint, sized to the concurrent runs (the SDK's own
-    default keeps 100 alive, so past 100 live runs every LLM call would open a new connection). They are
-    spread over small pools on asyncio sockets (runtime/upstream.py): the cost of a call and of each token
-    read stays the same with thousands of streams. With a proxy set in the environment (HTTPS_PROXY...) the
+    default keeps 100 alive, so past 100 live runs every LLM call would open a new connection). They go
+    through runtime/h1.py (HTTP/1.1 on asyncio sockets, parsed in C by llhttp): the cost of a call and of each
+    token read stays the same with thousands of streams. With a proxy set in the environment (HTTPS_PROXY...) the
     SDK's default transport is used instead, which honours it.
     """
     _HTTP_LOG_FILTER.add([api_key or "", *url_secrets(base_url or "")])
@@ -58,7 +58,7 @@ def make_openai_client(
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s)
     else:
-        transport = ShardedTransport(max_connections=max_connections)
+        transport = H1Transport(max_connections=max_connections)
         http_client = openai.DefaultAsyncHttpxClient(transport=transport, timeout=timeout_s)
     return openai.AsyncOpenAI(
         base_url=base_url,
