@@ -15,7 +15,8 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     # the first bucket whose pattern matches any frame of a stack (searched innermost first) takes the sample
     ("logging (per-run log lines, httpx request log)", re.compile(r"\(logging/|redact\.py")),
     ("upstream HTTP: openai SDK request/response setup", re.compile(r"\(openai/")),
-    ("upstream HTTP: httpx2/httpcore2/h11 read and connection pool", re.compile(r"\((httpx2|httpcore2|h11|anyio)/")),
+    ("upstream HTTP: httpx2, runtime/h1*.py + httptools (or httpcore2/h11) read and connection pool",
+     re.compile(r"\((httpx2|httpcore2|h11|anyio|httptools)/|runtime/h1(conn|pool)?\.py")),
     ("SSE parse + LLM deltas (runtime/llm.py)", re.compile(r"runtime/llm\.py")),
     ("agent loop, events (runtime/loop.py, events.py, coalesce.py)", re.compile(r"runtime/(loop|events|coalesce)\.py")),
     ("run log, store, cursors (store/)", re.compile(r"agentstream_server/store/")),

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import pytest
 import uvloop
 
-BOTH_LOOPS = {"test_llm.py", "test_upstream.py"}
+BOTH_LOOPS = {"test_llm.py", "test_h1.py", "test_h1_pool.py"}
 """Test modules whose async tests run once per loop (the HTTP transport's sockets differ between them)."""
 
 
