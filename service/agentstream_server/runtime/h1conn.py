@@ -101,7 +101,7 @@ class H1Connection(asyncio.Protocol):
             self._head_received += len(data)
             if self._head_received > MAX_HEAD_BYTES:
                 self._fail(httpx2.RemoteProtocolError(_TOO_LONG))
-        elif self.size > BUFFER_HIGH_BYTES and not self.reading_paused and self.transport is not None:
+        elif self.size > BUFFER_HIGH_BYTES and not self.reading_paused and not self.closed and self.transport:
             self.reading_paused = True
             self.transport.pause_reading()
         self._wake()
