@@ -39,10 +39,6 @@ TRANSPORTS: dict[str, Callable[[], httpx2.AsyncBaseTransport]] = {
     "httpcore2 + h11 (httpx2 stock)": _stock,
     "h1 (httptools)": lambda: H1Transport(max_connections=MAX_CONNECTIONS),
 }
-with contextlib.suppress(ImportError):  # the transport h1 replaced, where it still exists (older trees)
-    from agentstream_server.runtime.upstream import ShardedTransport  # type: ignore[import-not-found]
-
-    TRANSPORTS["sharded httpcore2 (old)"] = lambda: ShardedTransport(max_connections=MAX_CONNECTIONS)
 
 
 @contextlib.asynccontextmanager
