@@ -62,6 +62,7 @@ async def test_lines_about_a_run_carry_its_ids_and_the_current_span(
     assert len(ended) == 1 and ended[0]["run_id"] == run_id and ended[0]["agent"] == "assistant"
     assert ended[0]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert {"time", "level", "logger", "message"} <= set(ended[0])
+    assert [r for r in records if r["logger"] == "agentstream.runs"] == ended  # at INFO, one line per run
 
 
 def test_configure_logging_json_writes_one_object_per_line_and_text_stays_the_default() -> None:

@@ -181,7 +181,7 @@ class RunManager:
 
         held.add_done_callback(forget_when_held)
         run.start(self._model_for(agent), on_done=on_done, team=self._team)
-        logger.info("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)
+        logger.debug("run %s started agent=%s mode=%s", run_id, agent.name, request.mode.name)  # INFO: the end line
         return run
 
     async def stream(

@@ -15,6 +15,7 @@ class ModelProvider:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._models: dict[str, OpenAIChatModel] = {}  # by model name: a model holds no per-call state
         if settings.offline:
             self._client = None
             self._demo: DemoChatModel | None = DemoChatModel(token_delay_s=settings.demo_token_delay_s)
@@ -41,12 +42,16 @@ class ModelProvider:
         if self._demo is not None:
             return self._demo
         assert self._client is not None
-        return OpenAIChatModel(
-            self._client,
-            agent.model or self._settings.model,
-            max_tokens=self._settings.llm_max_tokens or None,  # 0: not sent
-            turn_timeout_s=self._settings.llm_turn_timeout_s,
-        )
+        name = agent.model or self._settings.model
+        model = self._models.get(name)
+        if model is None:
+            model = self._models[name] = OpenAIChatModel(
+                self._client,
+                name,
+                max_tokens=self._settings.llm_max_tokens or None,  # 0: not sent
+                turn_timeout_s=self._settings.llm_turn_timeout_s,
+            )
+        return model
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
