@@ -201,7 +201,7 @@ async def test_two_workers_share_the_port_and_each_answers_for_runs_started_on_t
     on_worker = await channels_on_each_worker(group)
     (a_pid, a), (b_pid, b) = on_worker.items()
     try:
-        for starter, follower in ((a, b), (b, a)):
+        for starter_pid, starter, follower in ((a_pid, a, b), (b_pid, b, a)):
             fake_llm.script(Stall(["Hel"]))
             started = await rpb_grpc.RunnerServiceStub(starter).StartRun(rpb.StartRunRequest(input="hi"))
             other = rpb_grpc.RunnerServiceStub(follower)
@@ -214,8 +214,9 @@ async def test_two_workers_share_the_port_and_each_answers_for_runs_started_on_t
             task = terminal_of(await read_rest(subscription))
             assert task.status == pb.TASK_STATUS_CANCELLED
             assert "from the other" in task.msg
-        runs = re.findall(r"\[worker \d pid (\d+)\] agentstream\.runs: run \S+ started", group.output())
-        assert sorted(map(int, runs)) == sorted([a_pid, b_pid]), "each run executes on the worker it started on"
+            # The run's one INFO line, written when it ends by the worker that executed it: the one it started on.
+            ended = await group.wait_for(rf"\[worker \d pid (\d+)\] agentstream\.runs: run {started.run_id} ended")
+            assert int(ended.group(1)) == starter_pid, "each run executes on the worker it started on"
     finally:
         await a.close()
         await b.close()
