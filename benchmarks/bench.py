@@ -30,6 +30,7 @@ from agentstream import ChunkMessage, Client, StreamingMode, TaskMessage
 from agentstream.v1 import message_pb2 as pb
 from benchmarks.nested import nested_agent_cost
 from benchmarks.observability import observability_cost
+from benchmarks.streams import stream_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -248,20 +249,6 @@ def transport_table(sizes: Sizes, rounds: list[tuple[float, float]]) -> Transpor
 async def transport_ceiling(raw: RawRound, sizes: Sizes) -> Transport:
     """(2) alone: raw grpc.aio, a server process streams N small Messages to this process."""
     return transport_table(sizes, [await raw() for _ in range(sizes.repeats)])
-
-
-async def stream_tokens(client: Client, tokens: int, window_ms: int) -> tuple[int, float]:
-    """Stream one CHUNK-mode run of N tokens; return (tokens received, seconds)."""
-    start = time.perf_counter()
-    received = 0
-    async for message in client.streaming_run(
-        f"bench: tokens={tokens}", streaming_mode=StreamingMode.CHUNK, chunk_window_ms=window_ms
-    ):
-        if isinstance(message, ChunkMessage):
-            received += message.payload.content.count("x")
-        elif isinstance(message, TaskMessage) and not message.payload.success:
-            raise RuntimeError(f"run failed: {message.payload.msg}")
-    return received, time.perf_counter() - start
 
 
 async def full_stack(client: Client, server_pid: int, raw: RawRound, sizes: Sizes) -> None:

@@ -17,7 +17,8 @@ import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from agentstream import ChunkMessage, Client, StreamingMode, TaskMessage
+from agentstream import Client
+from benchmarks.streams import stream_tokens
 
 RATE = 1000
 """Tokens per second of each paced run: every token is its own upstream read and its own gRPC message."""
@@ -85,15 +86,8 @@ async def _ratios(
 
 
 async def _stream(client: Client, tokens: int) -> int:
-    """One CHUNK-mode run of N paced tokens, coalescing off; the tokens received."""
-    received = 0
-    async for message in client.streaming_run(
-        f"bench: tokens={tokens} rate={RATE}", streaming_mode=StreamingMode.CHUNK, chunk_window_ms=0
-    ):
-        if isinstance(message, ChunkMessage):
-            received += message.payload.content.count("x")
-        elif isinstance(message, TaskMessage) and not message.payload.success:
-            raise RuntimeError(f"run failed: {message.payload.msg}")
+    """One CHUNK-mode run of N paced tokens, coalescing off; the tokens received (all of them, or it raises)."""
+    received, _ = await stream_tokens(client, tokens, rate=RATE)
     if received != tokens:
         raise RuntimeError(f"lost tokens: {received} of {tokens}")
     return received
