@@ -2,8 +2,8 @@
 
 Every event of every run and every new call goes through the one event loop of a server process. When the
 loop has more work than it can do, it falls behind: events reach callers late, and grpc.aio, which takes
-new calls from gRPC core one per loop turn, takes them more and more slowly, until core cancels calls it
-has held unclaimed for 30 s (the caller sees a bare CANCELLED, and the server never saw the call). So
+new calls from gRPC core one per loop turn, takes them more and more slowly (core holds them meanwhile, up to
+AGENTSTREAM_CALL_QUEUE_TIMEOUT, see transport/server.py, before cancelling them unseen). So
 a server that is too far behind refuses new runs at once, with RESOURCE_EXHAUSTED (TOO_MANY_RUNS, scope
 ``server_load``) and when to retry, which keeps it near its capacity: the runs it has go on at speed, and
 calls keep being answered.
